@@ -1,0 +1,1 @@
+"""offrecord — Off-the-Record Messaging for Python."""
