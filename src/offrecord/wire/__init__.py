@@ -1,0 +1,1 @@
+"""OTR wire formats: the binary codec, encoded messages, TLVs, framing and fragments."""
