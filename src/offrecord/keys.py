@@ -1,0 +1,188 @@
+"""Data-message key management (spec "Key Management", "Computing AES keys,
+MAC keys", "Revealing MAC keys").
+
+We keep our two newest DH key pairs and their two newest public keys.  The
+session keys of a (our key, their key) pair are derived lazily, the first time
+that pair is used: a conversation that only ever uses two of the four pairs
+pays for two modular exponentiations, not four.
+
+Receiving follows verify-then-commit: the MAC and the counter are checked
+before anything (counters, rotation, revealed MAC keys) changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from offrecord.ake import AKEComplete
+from offrecord.crypto import dh
+from offrecord.crypto.primitives import (
+    RandomSource,
+    aes_ctr,
+    hmac_sha1,
+    macs_equal,
+    sha1,
+    sha256,
+)
+from offrecord.errors import LocalProtocolError, RemoteProtocolError
+from offrecord.wire.codec import encode_mpi
+from offrecord.wire.messages import DataMessage
+
+__all__ = ["DataKeys", "PairKeys"]
+
+_MAX_COUNTER = (1 << 64) - 1
+
+
+@dataclass(slots=True)
+class PairKeys:
+    """The session keys of one (our key id, their key id) pair, and its counters."""
+
+    secbytes: bytes = field(repr=False)
+    send_aes: bytes = field(repr=False)
+    send_mac: bytes = field(repr=False)
+    recv_aes: bytes = field(repr=False)
+    recv_mac: bytes = field(repr=False)
+    send_counter: int = 0
+    recv_counter: int = 0
+    recv_mac_used: bool = False
+
+    @classmethod
+    def derive(cls, ours: dh.DHKeyPair, their_public: int) -> PairKeys:
+        secbytes = encode_mpi(dh.shared_secret(ours, their_public))
+        if ours.public > their_public:  # we are the "high" end
+            send_byte, recv_byte = b"\x01", b"\x02"
+        else:
+            send_byte, recv_byte = b"\x02", b"\x01"
+        send_aes = sha1(send_byte + secbytes)[:16]
+        recv_aes = sha1(recv_byte + secbytes)[:16]
+        return cls(secbytes, send_aes, sha1(send_aes), recv_aes, sha1(recv_aes))
+
+    def extra_symmetric_key(self) -> bytes:
+        """h2(0xFF) over this pair's secbytes (spec "Extra symmetric key")."""
+        return sha256(b"\xff" + self.secbytes)
+
+
+@dataclass(frozen=True, slots=True)
+class Decrypted:
+    plaintext: bytes = field(repr=False)
+    extra_key: bytes = field(repr=False)
+
+
+class DataKeys:
+    """Key state of one encrypted session."""
+
+    def __init__(self, ake: AKEComplete, random_bytes: RandomSource) -> None:
+        self._random = random_bytes
+        self.version = ake.version
+        # our_keys[our_keyid] is the newest pair, our_keys[our_keyid - 1] the previous.
+        self.our_keyid = ake.our_keyid + 1
+        self._our: dict[int, dh.DHKeyPair] = {
+            ake.our_keyid: ake.our_dh,
+            self.our_keyid: self._new_keypair(),
+        }
+        self.their_keyid = ake.their_keyid
+        self._their: dict[int, int] = {ake.their_keyid: ake.their_dh}
+        self._pairs: dict[tuple[int, int], PairKeys] = {}
+        self._to_reveal = bytearray()
+
+    def __repr__(self) -> str:
+        return f"DataKeys(our_keyid={self.our_keyid}, their_keyid={self.their_keyid})"
+
+    def _new_keypair(self) -> dh.DHKeyPair:
+        return dh.generate_keypair(self._random(dh.DH_EXPONENT_BITS // 8))
+
+    def _pair(self, our_id: int, their_id: int) -> PairKeys:
+        keys = self._pairs.get((our_id, their_id))
+        if keys is None:
+            keys = PairKeys.derive(self._our[our_id], self._their[their_id])
+            self._pairs[(our_id, their_id)] = keys
+        return keys
+
+    @property
+    def derived_pairs(self) -> int:
+        """How many pairs have had their keys derived (for tests and benchmarks)."""
+        return len(self._pairs)
+
+    # -- sending ------------------------------------------------------------
+
+    def encrypt(
+        self, plaintext: bytes, *, flags: int, sender_tag: int, receiver_tag: int
+    ) -> tuple[DataMessage, bytes]:
+        """A data message for ``plaintext``, and the pair's extra symmetric key."""
+        our_id, their_id = self.our_keyid - 1, self.their_keyid
+        keys = self._pair(our_id, their_id)
+        if keys.send_counter >= _MAX_COUNTER:
+            raise LocalProtocolError("counter exhausted for this key pair")
+        keys.send_counter += 1
+        counter = keys.send_counter.to_bytes(8, "big")
+        unsigned = DataMessage(
+            self.version, sender_tag, receiver_tag, flags, our_id, their_id,
+            self._our[self.our_keyid].public, counter,
+            aes_ctr(keys.send_aes, counter, plaintext), b"\x00" * 20, b"",
+        )  # fmt: skip
+        mac = hmac_sha1(keys.send_mac, unsigned.authenticated_part())
+        revealed, self._to_reveal = bytes(self._to_reveal), bytearray()
+        msg = DataMessage(
+            unsigned.version, sender_tag, receiver_tag, flags, our_id, their_id,
+            unsigned.next_dh, counter, unsigned.encrypted, mac, revealed,
+        )  # fmt: skip
+        return msg, keys.extra_symmetric_key()
+
+    # -- receiving ----------------------------------------------------------
+
+    def decrypt(self, msg: DataMessage) -> Decrypted:
+        """Verify and decrypt; RemoteProtocolError leaves every key and counter as it was."""
+        our_id, their_id = msg.recipient_keyid, msg.sender_keyid
+        if our_id not in self._our:
+            raise RemoteProtocolError("data message for an unknown key of ours")
+        if their_id not in self._their:
+            raise RemoteProtocolError("data message from an unknown key of theirs")
+        keys = self._pair(our_id, their_id)
+        expected = hmac_sha1(keys.recv_mac, msg.authenticated_part())
+        if not macs_equal(expected, msg.mac):
+            raise RemoteProtocolError("data message MAC does not verify")
+        counter = int.from_bytes(msg.counter, "big")
+        if counter <= keys.recv_counter:
+            raise RemoteProtocolError("data message counter did not increase (replay?)")
+        plaintext = aes_ctr(keys.recv_aes, msg.counter, msg.encrypted)
+        # Verified: commit.
+        keys.recv_counter = counter
+        keys.recv_mac_used = True
+        extra = keys.extra_symmetric_key()
+        if our_id == self.our_keyid:
+            self._rotate_ours()
+        if their_id == self.their_keyid:
+            self._rotate_theirs(msg.next_dh)
+        return Decrypted(plaintext, extra)
+
+    def _forget_pairs(self, *, our_id: int | None = None, their_id: int | None = None) -> None:
+        for key in [k for k in self._pairs if k[0] == our_id or k[1] == their_id]:
+            keys = self._pairs.pop(key)
+            if keys.recv_mac_used:
+                self._to_reveal += keys.recv_mac
+
+    def _rotate_ours(self) -> None:
+        old = self.our_keyid - 1
+        self._forget_pairs(our_id=old)
+        del self._our[old]
+        self.our_keyid += 1
+        self._our[self.our_keyid] = self._new_keypair()
+
+    def _rotate_theirs(self, next_dh: int) -> None:
+        old = self.their_keyid - 1
+        if old in self._their:
+            self._forget_pairs(their_id=old)
+            del self._their[old]
+        self.their_keyid += 1
+        self._their[self.their_keyid] = next_dh
+
+    def forget_all(self) -> bytes:
+        """End of session: drop every key; returns MAC keys that were owed a reveal."""
+        for key in list(self._pairs):
+            keys = self._pairs.pop(key)
+            if keys.recv_mac_used:
+                self._to_reveal += keys.recv_mac
+        self._our.clear()
+        self._their.clear()
+        revealed, self._to_reveal = bytes(self._to_reveal), bytearray()
+        return revealed
