@@ -177,6 +177,24 @@ class AKE:
         self.state = AuthState.NONE
         self._p = _Progress()
 
+    def copy_for(self, their_instance: int) -> AKE:
+        """A copy of this AKE for a newly seen peer instance.
+
+        Our D-H Commit goes out before we know which instance of the peer will
+        answer; the instance that answers continues the exchange from a copy,
+        so the original can still serve another instance.
+        """
+        twin = AKE(self._key, self._random, self._our_instance)
+        twin.state = self.state
+        p = self._p
+        twin._p = _Progress(
+            version=p.version, their_instance=their_instance, our_dh=p.our_dh, r=p.r,
+            gx_mpi=p.gx_mpi, their_encrypted_gx=p.their_encrypted_gx,
+            their_hashed_gx=p.their_hashed_gx, their_gy=p.their_gy, last_sent=p.last_sent,
+            keys=p.keys,
+        )  # fmt: skip
+        return twin
+
     # -- receiving --------------------------------------------------------
 
     def receive(self, msg: EncodedMessage) -> AKEStep:

@@ -23,6 +23,7 @@ from offrecord.wire.codec import (
 )
 
 __all__ = [
+    "FLAG_IGNORE_UNREADABLE",
     "SUPPORTED_VERSIONS",
     "DHCommit",
     "DHKey",

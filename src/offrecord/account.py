@@ -1,0 +1,409 @@
+"""One local account: its conversations (one per peer), each routing messages
+to a session per peer instance (spec "Instance Tags").
+
+The account is the object applications hold.  It is sans-I/O: ``receive``
+takes network text and returns events; ``data_to_send`` hands out the network
+messages the engine wants sent, already fragmented to ``max_message_size``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from offrecord import events as ev
+from offrecord.ake import AuthState
+from offrecord.crypto.dsa import DSAPrivateKey
+from offrecord.crypto.primitives import RandomSource, system_random
+from offrecord.errors import LocalProtocolError, RemoteProtocolError
+from offrecord.policy import Policy
+from offrecord.session import MessageState, Outgoing, Session
+from offrecord.wire.envelope import Incoming, Kind, classify, query_message, tag_plaintext
+from offrecord.wire.messages import (
+    DHCommit,
+    DHKey,
+    EncodedMessage,
+    decode_message,
+)
+
+__all__ = ["MIN_INSTANCE_TAG", "Account", "Conversation", "TrustBook"]
+
+MIN_INSTANCE_TAG = 0x100
+# The most held messages kept while waiting for encryption (REQUIRE_ENCRYPTION).
+MAX_HELD = 100
+
+
+def new_instance_tag(random_bytes: RandomSource) -> int:
+    """A random instance tag >= 0x100 (spec "Instance Tags")."""
+    while True:
+        tag = int.from_bytes(random_bytes(4), "big")
+        if tag >= MIN_INSTANCE_TAG:
+            return tag
+
+
+class TrustBook:
+    """Known fingerprints per peer, with their trust ("" = not verified).
+
+    The default book is in memory; the storage layer supplies one backed by
+    libotr's ``otr.fingerprints`` file.
+    """
+
+    def __init__(self) -> None:
+        self._book: dict[str, dict[bytes, str]] = {}
+
+    def fingerprint_seen(self, peer: str, fingerprint: bytes) -> tuple[bool, bool]:
+        known = self._book.setdefault(peer, {})
+        new = fingerprint not in known
+        if new:
+            known[fingerprint] = ""
+        return new, bool(known[fingerprint])
+
+    def set_trust(self, peer: str, fingerprint: bytes, trust: str) -> None:
+        self._book.setdefault(peer, {})[fingerprint] = trust
+
+    def trust(self, peer: str, fingerprint: bytes) -> str:
+        return self._book.get(peer, {}).get(fingerprint, "")
+
+    def fingerprints(self, peer: str) -> dict[bytes, str]:
+        return dict(self._book.get(peer, {}))
+
+
+class _Offer:
+    """Whitespace-tag offer state (libotr's ``otr_offer``)."""
+
+    NOT = "not"
+    SENT = "sent"
+    REJECTED = "rejected"
+
+
+@dataclass(slots=True)
+class _Held:
+    text: str = field(repr=False)
+
+
+class Conversation:
+    """Everything about one peer: a session per instance of theirs."""
+
+    def __init__(self, account: Account, peer: str) -> None:
+        self._account = account
+        self.peer = peer
+        # The master session (instance 0) speaks before we know their instance:
+        # plaintext, queries, our D-H Commits, and all of version 2.
+        self.master = Session(account, peer)
+        self.instances: dict[int, Session] = {}
+        self._offer = _Offer.NOT
+        self._held: list[_Held] = []
+
+    def __repr__(self) -> str:
+        return f"Conversation(peer={self.peer!r}, state={self.state.value})"
+
+    # -- choosing a session -------------------------------------------------
+
+    def sessions(self) -> list[Session]:
+        return [self.master, *self.instances.values()]
+
+    def best_session(self) -> Session:
+        """Where an outgoing message goes: the most recently active encrypted
+        session, else a finished one, else the master (libotr's "best")."""
+        rank = {MessageState.ENCRYPTED: 2, MessageState.FINISHED: 1, MessageState.PLAINTEXT: 0}
+
+        def key(s: Session) -> tuple[int, float]:
+            return rank[s.msgstate], max(s.last_received or 0.0, s.last_sent or 0.0)
+
+        return max(self.sessions(), key=key)
+
+    @property
+    def state(self) -> MessageState:
+        return self.best_session().msgstate
+
+    def session_for(self, instance: int | None) -> Session:
+        if instance is None:
+            return self.best_session()
+        if instance == 0:
+            return self.master
+        try:
+            return self.instances[instance]
+        except KeyError:
+            raise LocalProtocolError(f"no session with instance 0x{instance:08x}") from None
+
+    # -- user actions --------------------------------------------------------
+
+    def start(self) -> None:
+        """Ask the peer to start (or refresh) OTR: send a query message."""
+        versions = self._account.policy.allowed_versions()
+        if not versions:
+            raise LocalProtocolError("the policy allows no OTR version")
+        self.master.queue_plain(query_message(versions, self._account.name), self._account.now())
+
+    def send(self, text: str, *, instance: int | None = None) -> list[ev.Event]:
+        """Send what the user typed, as the message state and policy say."""
+        policy = self._account.policy
+        now = self._account.now()
+        session = self.session_for(instance)
+        if session.msgstate is MessageState.ENCRYPTED:
+            session.send_data(text, now=now)
+            return []
+        if session.msgstate is MessageState.FINISHED:
+            return [ev.MessageNotSent("the peer ended the private conversation; end or restart it")]
+        if not policy.allowed_versions():
+            session.queue_plain(text, now)
+            return []
+        if policy & Policy.REQUIRE_ENCRYPTION:
+            if len(self._held) >= MAX_HELD:
+                return [ev.MessageNotSent("too many messages are waiting for encryption")]
+            self._held.append(_Held(text))
+            self.start()
+            return [ev.MessageHeld(len(self._held))]
+        if policy & Policy.SEND_WHITESPACE_TAG and self._offer != _Offer.REJECTED:
+            text = tag_plaintext(text, policy.allowed_versions())
+            self._offer = _Offer.SENT
+        session.queue_plain(text, now)
+        return []
+
+    def end(self) -> list[ev.Event]:
+        """End the private conversation with every instance of the peer."""
+        out: list[ev.Event] = []
+        now = self._account.now()
+        for session in self.sessions():
+            out.extend(session.end(now))
+        self._held.clear()
+        return out
+
+    # -- receiving -----------------------------------------------------------
+
+    def receive(self, text: str) -> list[ev.Event]:
+        try:
+            incoming = classify(text)
+        except RemoteProtocolError as exc:
+            return [ev.MessageDiscarded(str(exc))]
+        return self._dispatch(incoming)
+
+    def _dispatch(self, incoming: Incoming) -> list[ev.Event]:
+        policy = self._account.policy
+        otr_enabled = bool(policy.allowed_versions())
+        if not otr_enabled:
+            # With every version disallowed, OTR is off: everything is plain text.
+            return [ev.MessageReceived(incoming.text, False)] if incoming.text else []
+        if incoming.kind is Kind.ENCODED:
+            return self._receive_encoded(incoming.payload)
+        if incoming.kind is Kind.QUERY:
+            return self._start_ake_if_offered(incoming, always=True)
+        if incoming.kind is Kind.ERROR:
+            out: list[ev.Event] = [ev.ErrorReceived(incoming.text)]
+            if policy & Policy.ERROR_START_AKE:
+                self.start()
+            return out
+        if incoming.kind is Kind.FRAGMENT:
+            return self._account._reassemble(self, incoming.text)
+        if incoming.kind is Kind.UNKNOWN_OTR:
+            return [ev.MessageDiscarded("unrecognised OTR message")]
+        out = []
+        if incoming.text:
+            warn = self.state is not MessageState.PLAINTEXT or bool(
+                policy & Policy.REQUIRE_ENCRYPTION
+            )
+            out.append(ev.MessageReceived(incoming.text, False, unencrypted_warning=warn))
+        if incoming.kind is Kind.TAGGED_PLAINTEXT:
+            if policy & Policy.WHITESPACE_START_AKE:
+                out.extend(self._start_ake_if_offered(incoming, always=False))
+        elif self._offer == _Offer.SENT:
+            self._offer = _Offer.REJECTED
+        return out
+
+    def _start_ake_if_offered(self, incoming: Incoming, *, always: bool) -> list[ev.Event]:
+        allowed = self._account.policy.allowed_versions() & incoming.offered()
+        if not allowed:
+            if always and incoming.versions:
+                return [ev.UnsupportedVersion(incoming.versions)]
+            return []
+        self.master.start_ake(max(allowed), self._account.now())
+        return []
+
+    def _receive_encoded(self, payload: bytes) -> list[ev.Event]:
+        try:
+            msg = decode_message(payload)
+        except RemoteProtocolError as exc:
+            return [ev.MessageDiscarded(str(exc))]
+        if msg.version not in self._account.policy.allowed_versions():
+            return [ev.MessageDiscarded(f"OTR version {msg.version} is not allowed by policy")]
+        session = self._route(msg)
+        if isinstance(session, str):
+            return [ev.MessageDiscarded(session)]
+        was = session.msgstate
+        out = session.receive_encoded(msg, self._account.now())
+        if session.msgstate is MessageState.ENCRYPTED and any(
+            isinstance(e, ev.SessionSecured) for e in out
+        ):
+            out.extend(self._flush_held(session))
+            if was is not MessageState.ENCRYPTED and session is not self.master:
+                self._offer = _Offer.NOT
+        return out
+
+    def _route(self, msg: EncodedMessage) -> Session | str:
+        """The session a message belongs to, or why it is discarded."""
+        if msg.version == 2:
+            return self.master
+        ours = self._account.instance_tag
+        if msg.sender_tag < 0x100:
+            return f"sender instance tag 0x{msg.sender_tag:08x} is invalid"
+        if msg.receiver_tag != ours and not (msg.receiver_tag == 0 and isinstance(msg, DHCommit)):
+            return f"message for another instance (0x{msg.receiver_tag:08x})"
+        session = self.instances.get(msg.sender_tag)
+        if session is None:
+            if len(self.instances) >= self._account.max_instances:
+                return "too many instances of this peer"
+            session = Session(self._account, self.peer, msg.sender_tag)
+            if isinstance(msg, DHCommit | DHKey) and self.master.ake.state is AuthState.AWAITING_DHKEY:
+                # Our D-H Commit went out from the master before we knew their
+                # instance: the instance that answers (with a D-H Key, or with a
+                # colliding D-H Commit) takes over a copy of that AKE, and the
+                # master may still serve another instance.
+                session.ake = self.master.ake.copy_for(msg.sender_tag)
+            self.instances[msg.sender_tag] = session
+        return session
+
+    def _flush_held(self, session: Session) -> list[ev.Event]:
+        if not self._held:
+            return []
+        held, self._held = self._held, []
+        now = self._account.now()
+        for item in held:
+            session.send_data(item.text, now=now)
+        return [ev.MessageResent(len(held), session.their_instance)]
+
+    def outgoing(self) -> list[Outgoing]:
+        out: list[Outgoing] = []
+        for session in self.sessions():
+            out.extend(session.take_outgoing())
+        return out
+
+
+class Account:
+    """A local OTR account (one name on one IM protocol) and its conversations."""
+
+    def __init__(
+        self,
+        name: str,
+        protocol: str,
+        private_key: DSAPrivateKey,
+        *,
+        policy: Policy = Policy.DEFAULT,
+        instance_tag: int | None = None,
+        random_bytes: RandomSource = system_random,
+        clock: Callable[[], float] | None = None,
+        max_message_size: int = 0,
+        trust: TrustBook | None = None,
+        max_instances: int = 16,
+    ) -> None:
+        self._name = name
+        self.protocol = protocol
+        self._key = private_key
+        self._policy = policy
+        self._random = random_bytes
+        self._clock = clock
+        if instance_tag is None:
+            instance_tag = new_instance_tag(random_bytes)
+        if instance_tag < MIN_INSTANCE_TAG or instance_tag > 0xFFFFFFFF:
+            raise LocalProtocolError("an instance tag must lie in [0x100, 0xFFFFFFFF]")
+        self._instance_tag = instance_tag
+        self.max_message_size = max_message_size
+        self.trust = trust if trust is not None else TrustBook()
+        self.max_instances = max_instances
+        self._conversations: dict[str, Conversation] = {}
+        self._order: list[str] = []
+        from offrecord.wire.fragment import Reassembler  # local: keeps import graph flat
+
+        self._reassemblers: dict[str, Reassembler] = {}
+
+    def __repr__(self) -> str:
+        return f"Account(name={self._name!r}, protocol={self.protocol!r})"
+
+    # -- SessionOwner ------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def policy(self) -> Policy:
+        return self._policy
+
+    @policy.setter
+    def policy(self, value: Policy) -> None:
+        self._policy = value
+
+    @property
+    def private_key(self) -> DSAPrivateKey:
+        return self._key
+
+    @property
+    def instance_tag(self) -> int:
+        return self._instance_tag
+
+    @property
+    def random_bytes(self) -> RandomSource:
+        return self._random
+
+    @property
+    def fingerprint(self) -> bytes:
+        return self._key.fingerprint()
+
+    def fingerprint_seen(self, peer: str, fingerprint: bytes) -> tuple[bool, bool]:
+        return self.trust.fingerprint_seen(peer, fingerprint)
+
+    def now(self) -> float | None:
+        return None if self._clock is None else self._clock()
+
+    # -- conversations -----------------------------------------------------
+
+    def conversation(self, peer: str) -> Conversation:
+        conv = self._conversations.get(peer)
+        if conv is None:
+            conv = Conversation(self, peer)
+            self._conversations[peer] = conv
+            self._order.append(peer)
+        return conv
+
+    def receive(self, peer: str, text: str) -> list[ev.Event]:
+        """Feed one network message from ``peer``; returns what happened."""
+        return self.conversation(peer).receive(text)
+
+    def _reassemble(self, conv: Conversation, text: str) -> list[ev.Event]:
+        from offrecord.wire.fragment import Reassembler, parse_fragment
+
+        try:
+            fragment = parse_fragment(text)
+        except RemoteProtocolError as exc:
+            return [ev.MessageDiscarded(str(exc))]
+        if fragment.version == 3 and fragment.receiver_tag not in (0, self._instance_tag):
+            return [ev.MessageDiscarded("fragment for another instance")]
+        reassembler = self._reassemblers.setdefault(conv.peer, Reassembler())
+        try:
+            complete = reassembler.add(fragment, self.now() or 0.0)
+        except RemoteProtocolError as exc:
+            return [ev.MessageDiscarded(str(exc))]
+        if complete is None:
+            return []
+        if complete.startswith(("?OTR,", "?OTR|")):
+            return [ev.MessageDiscarded("a fragment inside a fragment")]
+        return conv.receive(complete)
+
+    def data_to_send(self) -> list[tuple[str, str]]:
+        """(peer, text) pairs to put on the network, in order, fragmented."""
+        from offrecord.wire.fragment import fragment_message
+
+        out: list[tuple[str, str]] = []
+        for peer in self._order:
+            for item in self._conversations[peer].outgoing():
+                if item.version and self.max_message_size and len(item.text) > self.max_message_size:
+                    pieces = fragment_message(
+                        item.text,
+                        self.max_message_size,
+                        version=item.version,
+                        sender_tag=item.sender_tag,
+                        receiver_tag=item.receiver_tag,
+                    )
+                    out.extend((peer, piece) for piece in pieces)
+                else:
+                    out.append((peer, item.text))
+        return out

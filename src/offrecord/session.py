@@ -1,0 +1,288 @@
+"""One OTR session: one peer instance, its message state, AKE and data keys
+(spec "The protocol state machine").
+
+A :class:`Session` is driven by its :class:`~offrecord.account.Conversation`,
+which routes incoming messages by instance tag and owns what is shared between
+instances (the whitespace-tag offer, held messages).  Sessions queue their
+outgoing wire messages as :class:`Outgoing` records; the account fragments and
+hands them out through ``data_to_send()``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Protocol
+
+from offrecord import events as ev
+from offrecord.ake import AKE, AKEComplete, AuthState
+from offrecord.crypto.dsa import DSAPrivateKey, DSAPublicKey
+from offrecord.crypto.primitives import RandomSource
+from offrecord.errors import LocalProtocolError, RemoteProtocolError
+from offrecord.keys import DataKeys
+from offrecord.policy import Policy
+from offrecord.wire.codec import Reader
+from offrecord.wire.envelope import error_message, frame
+from offrecord.wire.messages import (
+    FLAG_IGNORE_UNREADABLE,
+    DataMessage,
+    EncodedMessage,
+    encode_message,
+)
+from offrecord.wire.tlv import TLV, TLVType, decode_tlvs, encode_tlvs
+
+__all__ = ["HEARTBEAT_INTERVAL", "MessageState", "Outgoing", "Session", "SessionOwner"]
+
+# libotr sends a heartbeat when it has not sent anything for this long after
+# receiving a data message (message.c, HEARTBEAT_INTERVAL).
+HEARTBEAT_INTERVAL = 60.0
+
+ERROR_UNREADABLE = "The encrypted message you sent could not be read."
+ERROR_NOT_PRIVATE = "The encrypted message you sent arrived outside a private conversation."
+
+
+class MessageState(Enum):
+    PLAINTEXT = "plaintext"
+    ENCRYPTED = "encrypted"
+    FINISHED = "finished"
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One network message before fragmentation.  ``version`` is 0 for
+    unencoded messages (query, error, plaintext), which are never fragmented."""
+
+    text: str = field(repr=False)
+    version: int = 0
+    sender_tag: int = 0
+    receiver_tag: int = 0
+
+
+class SessionOwner(Protocol):
+    """What a session needs from its account."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def policy(self) -> Policy: ...
+    @property
+    def private_key(self) -> DSAPrivateKey: ...
+    @property
+    def instance_tag(self) -> int: ...
+    @property
+    def random_bytes(self) -> RandomSource: ...
+    def fingerprint_seen(self, peer: str, fingerprint: bytes) -> tuple[bool, bool]:
+        """Record a fingerprint the peer authenticated with: (is new, is trusted)."""
+        ...
+
+
+class Session:
+    """The OTR state of one conversation with one instance of a peer."""
+
+    def __init__(self, owner: SessionOwner, peer: str, their_instance: int = 0) -> None:
+        self._owner = owner
+        self.peer = peer
+        self.their_instance = their_instance
+        self.msgstate = MessageState.PLAINTEXT
+        self.ake = AKE(owner.private_key, owner.random_bytes, owner.instance_tag)
+        self.version: int | None = None
+        self.their_public_key: DSAPublicKey | None = None
+        self.ssid: bytes | None = None
+        self.ssid_bold_first = False
+        self._keys: DataKeys | None = None
+        self._out: list[Outgoing] = []
+        self.last_sent: float | None = None
+        self.last_received: float | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"Session(peer={self.peer!r}, instance=0x{self.their_instance:08x}, "
+            f"state={self.msgstate.value}, auth={self.ake.state.name})"
+        )
+
+    # -- what the application sees -----------------------------------------
+
+    @property
+    def their_fingerprint(self) -> bytes | None:
+        return None if self.their_public_key is None else self.their_public_key.fingerprint()
+
+    @property
+    def is_encrypted(self) -> bool:
+        return self.msgstate is MessageState.ENCRYPTED
+
+    def take_outgoing(self) -> list[Outgoing]:
+        out, self._out = self._out, []
+        return out
+
+    # -- output helpers ------------------------------------------------------
+
+    def _queue_encoded(self, msg: EncodedMessage, now: float | None) -> None:
+        self._out.append(
+            Outgoing(frame(encode_message(msg)), msg.version, msg.sender_tag, msg.receiver_tag)
+        )
+        if now is not None:
+            self.last_sent = now
+
+    def queue_plain(self, text: str, now: float | None = None) -> None:
+        self._out.append(Outgoing(text))
+        if now is not None:
+            self.last_sent = now
+
+    def queue_error(self, description: str) -> None:
+        self._out.append(Outgoing(error_message(description)))
+
+    # -- AKE -----------------------------------------------------------------
+
+    def start_ake(self, version: int, now: float | None = None) -> None:
+        """Send a D-H Commit (on a query, a whitespace tag, or a refresh)."""
+        commit = self.ake.start(version, self.their_instance if version == 3 else 0)
+        self._queue_encoded(commit, now)
+
+    def receive_encoded(self, msg: EncodedMessage, now: float | None) -> list[ev.Event]:
+        if now is not None:
+            self.last_received = now
+        if isinstance(msg, DataMessage):
+            return self._receive_data(msg, now)
+        step = self.ake.receive(msg)
+        out: list[ev.Event] = []
+        if step.reply is not None:
+            self._queue_encoded(step.reply, now)
+        if step.discarded is not None:
+            out.append(ev.MessageDiscarded(step.discarded))
+        if step.complete is not None:
+            out.extend(self._go_encrypted(step.complete))
+        return out
+
+    def _go_encrypted(self, done: AKEComplete) -> list[ev.Event]:
+        refreshed = self.msgstate is MessageState.ENCRYPTED
+        if self._keys is not None:
+            self._keys.forget_all()
+        self._keys = DataKeys(done, self._owner.random_bytes)
+        self.msgstate = MessageState.ENCRYPTED
+        self.version = done.version
+        if done.version == 3:
+            self.their_instance = done.their_instance
+        self.their_public_key = done.their_public_key
+        self.ssid = done.ssid
+        self.ssid_bold_first = done.sent_reveal_signature
+        fingerprint = done.their_public_key.fingerprint()
+        new, trusted = self._owner.fingerprint_seen(self.peer, fingerprint)
+        out: list[ev.Event] = []
+        if new:
+            out.append(ev.NewFingerprint(fingerprint))
+        out.append(
+            ev.SessionSecured(
+                fingerprint=fingerprint,
+                trusted=trusted,
+                instance=self.their_instance,
+                version=done.version,
+                ssid=done.ssid,
+                ssid_bold_first=done.sent_reveal_signature,
+                refreshed=refreshed,
+            )
+        )
+        return out
+
+    # -- data messages -------------------------------------------------------
+
+    def send_data(
+        self,
+        text: str,
+        tlvs: tuple[TLV, ...] = (),
+        *,
+        flags: int = 0,
+        now: float | None = None,
+    ) -> bytes:
+        """Encrypt and queue a data message; returns the pair's extra symmetric key."""
+        if self._keys is None or self.msgstate is not MessageState.ENCRYPTED:
+            raise LocalProtocolError("the conversation is not encrypted")
+        payload = text.encode("utf-8")
+        if b"\x00" in payload:
+            raise LocalProtocolError("a message cannot contain NUL characters")
+        if tlvs:
+            payload += b"\x00" + encode_tlvs(tlvs)
+        msg, extra_key = self._keys.encrypt(
+            payload,
+            flags=flags,
+            sender_tag=self._owner.instance_tag if self._keys.version == 3 else 0,
+            receiver_tag=self.their_instance if self._keys.version == 3 else 0,
+        )
+        self._queue_encoded(msg, now)
+        return extra_key
+
+    def _unreadable(self, msg: DataMessage, reason: str, reply: str) -> list[ev.Event]:
+        if msg.ignore_unreadable:
+            return []
+        self.queue_error(reply)
+        return [ev.UnreadableMessage(reason)]
+
+    def _receive_data(self, msg: DataMessage, now: float | None) -> list[ev.Event]:
+        if self.msgstate is not MessageState.ENCRYPTED or self._keys is None:
+            return self._unreadable(msg, "encrypted message outside a private conversation",
+                                    ERROR_NOT_PRIVATE)
+        if msg.version != self._keys.version:
+            return self._unreadable(msg, "data message of another protocol version",
+                                    ERROR_UNREADABLE)
+        try:
+            decrypted = self._keys.decrypt(msg)
+        except RemoteProtocolError as exc:
+            return self._unreadable(msg, str(exc), ERROR_UNREADABLE)
+        body, _, tail = decrypted.plaintext.partition(b"\x00")
+        out: list[ev.Event] = []
+        try:
+            tlvs = decode_tlvs(tail)
+        except RemoteProtocolError as exc:
+            tlvs = ()
+            out.append(ev.MessageDiscarded(f"TLV records ignored: {exc}"))
+        text = body.decode("utf-8", errors="replace")
+        if text:
+            out.append(ev.MessageReceived(text, True, instance=self.their_instance, tlvs=tlvs))
+        for tlv in tlvs:
+            out.extend(self._handle_tlv(tlv, decrypted.extra_key))
+        if self.msgstate is MessageState.ENCRYPTED and now is not None and (
+            self.last_sent is None or now - self.last_sent >= HEARTBEAT_INTERVAL
+        ):
+            self.send_data("", flags=FLAG_IGNORE_UNREADABLE, now=now)
+        return out
+
+    def _handle_tlv(self, tlv: TLV, extra_key: bytes) -> list[ev.Event]:
+        if tlv.type == TLVType.DISCONNECTED:
+            self._finish()
+            return [ev.SessionFinished(self.their_instance)]
+        if tlv.type == TLVType.EXTRA_SYMMETRIC_KEY:
+            if len(tlv.value) < 4:
+                return [ev.MessageDiscarded("extra symmetric key TLV without a use code")]
+            use = Reader(tlv.value).int32()
+            return [ev.ExtraSymmetricKey(extra_key, use, tlv.value[4:])]
+        return []  # padding and unknown types are ignored, as the spec says
+
+    def _finish(self) -> None:
+        if self._keys is not None:
+            self._keys.forget_all()
+        self._keys = None
+        self.msgstate = MessageState.FINISHED
+
+    # -- user actions --------------------------------------------------------
+
+    def end(self, now: float | None = None) -> list[ev.Event]:
+        """End the private conversation (spec "User requests to end")."""
+        self.ake.reset()
+        if self.msgstate is MessageState.ENCRYPTED:
+            self.send_data("", (TLV(TLVType.DISCONNECTED),), flags=FLAG_IGNORE_UNREADABLE, now=now)
+            if self._keys is not None:
+                self._keys.forget_all()
+            self._keys = None
+        if self.msgstate is MessageState.PLAINTEXT:
+            return []
+        self.msgstate = MessageState.PLAINTEXT
+        return [ev.SessionEnded(self.their_instance)]
+
+    @property
+    def ake_in_progress(self) -> bool:
+        return self.ake.state is not AuthState.NONE
+
+    def extra_symmetric_key(self, use: int, data: bytes = b"", now: float | None = None) -> bytes:
+        """Announce use of the extra symmetric key (TLV 8) and return the key."""
+        value = use.to_bytes(4, "big") + data
+        return self.send_data("", (TLV(TLVType.EXTRA_SYMMETRIC_KEY, value),),
+                              flags=FLAG_IGNORE_UNREADABLE, now=now)
