@@ -253,13 +253,17 @@ class Conversation:
             if len(self.instances) >= self._account.max_instances:
                 return "too many instances of this peer"
             session = Session(self._account, self.peer, msg.sender_tag)
-            if isinstance(msg, DHCommit | DHKey) and self.master.ake.state is AuthState.AWAITING_DHKEY:
-                # Our D-H Commit went out from the master before we knew their
-                # instance: the instance that answers (with a D-H Key, or with a
-                # colliding D-H Commit) takes over a copy of that AKE, and the
-                # master may still serve another instance.
-                session.ake = self.master.ake.copy_for(msg.sender_tag)
             self.instances[msg.sender_tag] = session
+        if (
+            isinstance(msg, DHCommit | DHKey)
+            and self.master.ake.state is AuthState.AWAITING_DHKEY
+            and session.ake.state is AuthState.NONE
+        ):
+            # Our D-H Commit went out from the master before we knew their
+            # instance: the instance that answers (with a D-H Key, or with a
+            # colliding D-H Commit) continues from a copy of that AKE, and the
+            # master may still serve another instance.
+            session.ake = self.master.ake.copy_for(msg.sender_tag)
         return session
 
     def _flush_held(self, session: Session) -> list[ev.Event]:
@@ -350,6 +354,9 @@ class Account:
 
     def fingerprint_seen(self, peer: str, fingerprint: bytes) -> tuple[bool, bool]:
         return self.trust.fingerprint_seen(peer, fingerprint)
+
+    def set_trust(self, peer: str, fingerprint: bytes, trust: str) -> None:
+        self.trust.set_trust(peer, fingerprint, trust)
 
     def now(self) -> float | None:
         return None if self._clock is None else self._clock()

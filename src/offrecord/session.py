@@ -21,6 +21,7 @@ from offrecord.crypto.primitives import RandomSource
 from offrecord.errors import LocalProtocolError, RemoteProtocolError
 from offrecord.keys import DataKeys
 from offrecord.policy import Policy
+from offrecord.smp import SMP, SMP_TLV_TYPES, SMPOutcome, smp_secret
 from offrecord.wire.codec import Reader
 from offrecord.wire.envelope import error_message, frame
 from offrecord.wire.messages import (
@@ -74,6 +75,9 @@ class SessionOwner(Protocol):
     def fingerprint_seen(self, peer: str, fingerprint: bytes) -> tuple[bool, bool]:
         """Record a fingerprint the peer authenticated with: (is new, is trusted)."""
         ...
+    def set_trust(self, peer: str, fingerprint: bytes, trust: str) -> None:
+        """Set a fingerprint's trust ("" = not verified; libotr writes "smp" after SMP)."""
+        ...
 
 
 class Session:
@@ -90,6 +94,7 @@ class Session:
         self.ssid: bytes | None = None
         self.ssid_bold_first = False
         self._keys: DataKeys | None = None
+        self.smp = SMP(owner.random_bytes)
         self._out: list[Outgoing] = []
         self.last_sent: float | None = None
         self.last_received: float | None = None
@@ -158,6 +163,7 @@ class Session:
         if self._keys is not None:
             self._keys.forget_all()
         self._keys = DataKeys(done, self._owner.random_bytes)
+        self.smp.reset()  # an SMP run is bound to the old session id
         self.msgstate = MessageState.ENCRYPTED
         self.version = done.version
         if done.version == 3:
@@ -249,6 +255,8 @@ class Session:
         if tlv.type == TLVType.DISCONNECTED:
             self._finish()
             return [ev.SessionFinished(self.their_instance)]
+        if tlv.type in SMP_TLV_TYPES:
+            return self._handle_smp(tlv)
         if tlv.type == TLVType.EXTRA_SYMMETRIC_KEY:
             if len(tlv.value) < 4:
                 return [ev.MessageDiscarded("extra symmetric key TLV without a use code")]
@@ -257,6 +265,7 @@ class Session:
         return []  # padding and unknown types are ignored, as the spec says
 
     def _finish(self) -> None:
+        self.smp.reset()
         if self._keys is not None:
             self._keys.forget_all()
         self._keys = None
@@ -267,6 +276,7 @@ class Session:
     def end(self, now: float | None = None) -> list[ev.Event]:
         """End the private conversation (spec "User requests to end")."""
         self.ake.reset()
+        self.smp.reset()
         if self.msgstate is MessageState.ENCRYPTED:
             self.send_data("", (TLV(TLVType.DISCONNECTED),), flags=FLAG_IGNORE_UNREADABLE, now=now)
             if self._keys is not None:
@@ -286,3 +296,53 @@ class Session:
         value = use.to_bytes(4, "big") + data
         return self.send_data("", (TLV(TLVType.EXTRA_SYMMETRIC_KEY, value),),
                               flags=FLAG_IGNORE_UNREADABLE, now=now)
+
+    # -- the Socialist Millionaires' Protocol ----------------------------------
+
+    def _send_smp(self, tlvs: tuple[TLV, ...], now: float | None = None) -> None:
+        # Each SMP TLV travels alone in an empty, IGNORE_UNREADABLE data message,
+        # as libotr sends them.
+        for tlv in tlvs:
+            self.send_data("", (tlv,), flags=FLAG_IGNORE_UNREADABLE, now=now)
+
+    def _smp_fingerprints(self) -> tuple[bytes, bytes, bytes]:
+        if self.msgstate is not MessageState.ENCRYPTED or self.ssid is None:
+            raise LocalProtocolError("SMP needs an encrypted conversation")
+        their = self.their_fingerprint
+        assert their is not None
+        return self._owner.private_key.fingerprint(), their, self.ssid
+
+    def smp_start(self, secret: str, question: str | None = None, now: float | None = None) -> None:
+        """Ask the peer to prove they know the same secret (optionally with a question)."""
+        ours, theirs, ssid = self._smp_fingerprints()
+        value = smp_secret(ours, theirs, ssid, secret.encode("utf-8"))
+        self._send_smp(self.smp.start(value, question), now)
+
+    def smp_respond(self, secret: str, now: float | None = None) -> None:
+        """Answer the peer's SMP request with our secret."""
+        ours, theirs, ssid = self._smp_fingerprints()
+        value = smp_secret(theirs, ours, ssid, secret.encode("utf-8"))
+        self._send_smp((self.smp.respond(value),), now)
+
+    def smp_abort(self, now: float | None = None) -> None:
+        """Abort an SMP run; the peer is told when the conversation is encrypted."""
+        tlv = self.smp.abort()
+        if self.msgstate is MessageState.ENCRYPTED:
+            self._send_smp((tlv,), now)
+
+    def _handle_smp(self, tlv: TLV) -> list[ev.Event]:
+        step = self.smp.receive(tlv)
+        self._send_smp(step.reply)
+        fingerprint = self.their_fingerprint
+        if step.trust is not None and fingerprint is not None:
+            self._owner.set_trust(self.peer, fingerprint, "smp" if step.trust else "")
+        outcome = step.outcome
+        if outcome is SMPOutcome.REQUESTED:
+            return [ev.SMPRequested(step.question)]
+        if outcome in (SMPOutcome.SUCCEEDED, SMPOutcome.FAILED):
+            return [ev.SMPResult(outcome is SMPOutcome.SUCCEEDED, verified=step.trust is True)]
+        if outcome is SMPOutcome.ABORTED:
+            return [ev.SMPAborted()]
+        if outcome in (SMPOutcome.CHEATED, SMPOutcome.ERROR):
+            return [ev.SMPError(step.reason or outcome.value)]
+        return []
