@@ -81,6 +81,7 @@ from offrecord.errors import RemoteProtocolError
 from offrecord.wire.codec import Reader, encode_mpi, encode_short
 
 __all__ = [
+    "FINGERPRINT_LENGTH",
     "MAX_P_BITS",
     "MAX_Q_BITS",
     "PUBKEY_TYPE_DSA",
