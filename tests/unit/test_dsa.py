@@ -19,6 +19,7 @@ from offrecord.crypto.dsa import (
     DSAPrivateKey,
     DSAPublicKey,
     fingerprint_hex,
+    fingerprint_of_encoding,
     format_fingerprint,
     generate_private_key,
 )
@@ -273,6 +274,13 @@ def test_decode_accepts_leading_zero_mpis() -> None:
     # re-encoding (and so the fingerprint) is minimal again
     assert decoded.encode() == pub.encode()
     assert decoded.fingerprint() == pub.fingerprint()
+    # ... while libotr hashes the received bytes verbatim
+    assert fingerprint_of_encoding(wire) == hashlib.sha1(wire[2:]).digest()
+    assert fingerprint_of_encoding(wire) != pub.fingerprint()
+    assert fingerprint_of_encoding(pub.encode()) == pub.fingerprint()
+    for bad in (b"", b"\x00", b"\x00\x01" + wire[2:]):
+        with pytest.raises(ValueError):
+            fingerprint_of_encoding(bad)
 
 
 def _wire(p: int, q: int, g: int, y: int, key_type: int = 0) -> bytes:

@@ -89,6 +89,7 @@ __all__ = [
     "DSAPrivateKey",
     "DSAPublicKey",
     "fingerprint_hex",
+    "fingerprint_of_encoding",
     "format_fingerprint",
     "generate_private_key",
 ]
@@ -367,6 +368,21 @@ def _domain_is_valid(key: DSAPrivateKey) -> bool:
 
 # ---------------------------------------------------------------------------
 # Fingerprint presentation
+
+
+def fingerprint_of_encoding(encoded: bytes) -> bytes:
+    """Fingerprint of a PUBKEY exactly as it was received on the wire.
+
+    libotr's AKE hashes the peer's key bytes verbatim (everything after the
+    type SHORT), so a peer that pads an MPI with leading zeros gets a
+    fingerprint different from :meth:`DSAPublicKey.fingerprint` of the
+    decoded key, which re-encodes minimally.  Use this on the bytes a
+    :class:`~offrecord.wire.codec.Reader` consumed for
+    :meth:`DSAPublicKey.decode` to agree with libotr in that case too.
+    """
+    if len(encoded) < 2 or encoded[:2] != encode_short(PUBKEY_TYPE_DSA):
+        raise ValueError("not a DSA PUBKEY encoding")
+    return sha1(encoded[2:])
 
 
 def fingerprint_hex(fingerprint: bytes) -> str:
