@@ -15,7 +15,12 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from offrecord.crypto import dh
-from offrecord.crypto.dsa import SIGNATURE_LENGTH, DSAPrivateKey, DSAPublicKey
+from offrecord.crypto.dsa import (
+    SIGNATURE_LENGTH,
+    DSAPrivateKey,
+    DSAPublicKey,
+    fingerprint_of_encoding,
+)
 from offrecord.crypto.primitives import (
     RandomSource,
     aes_ctr,
@@ -88,6 +93,9 @@ class AKEComplete:
 
     version: int
     their_public_key: DSAPublicKey
+    # libotr fingerprints the key bytes exactly as received (which differ from
+    # a re-encoding if the peer padded an MPI with zero bytes).
+    their_fingerprint: bytes
     their_keyid: int
     their_dh: int
     our_keyid: int
@@ -278,7 +286,7 @@ class AKE:
         gx = dh.check_element(reader.mpi("g^x"), "g^x")
         reader.end()
         keys = derive_ake_keys(dh.shared_secret(progress.our_dh, gx))
-        their_key, their_keyid = self._verify_signed_part(
+        their_key, their_fp, their_keyid = self._verify_signed_part(
             msg.encrypted_signature, msg.mac, keys.m1, keys.c, keys.m2, gx, progress.our_dh.public
         )
         encrypted, mac = self._signed_part(
@@ -288,6 +296,7 @@ class AKE:
         complete = AKEComplete(
             version=msg.version,
             their_public_key=their_key,
+            their_fingerprint=their_fp,
             their_keyid=their_keyid,
             their_dh=gx,
             our_keyid=AKE_KEYID,
@@ -304,7 +313,7 @@ class AKE:
         progress = self._p
         assert progress.our_dh is not None and progress.keys is not None
         keys = progress.keys
-        their_key, their_keyid = self._verify_signed_part(
+        their_key, their_fp, their_keyid = self._verify_signed_part(
             msg.encrypted_signature,
             msg.mac,
             keys.m1_prime,
@@ -316,6 +325,7 @@ class AKE:
         complete = AKEComplete(
             version=progress.version,
             their_public_key=their_key,
+            their_fingerprint=their_fp,
             their_keyid=their_keyid,
             their_dh=progress.their_gy,
             our_keyid=AKE_KEYID,
@@ -349,7 +359,7 @@ class AKE:
         m2: bytes,
         their_dh_public: int,
         our_dh_public: int,
-    ) -> tuple[DSAPublicKey, int]:
+    ) -> tuple[DSAPublicKey, bytes, int]:
         if not macs_equal(hmac_sha256_160(m2, encode_data(encrypted)), mac):
             raise RemoteProtocolError("AKE signature MAC does not verify")
         reader = Reader(aes_ctr(c, _ZERO_CTR, encrypted), "AKE signature")
@@ -366,7 +376,7 @@ class AKE:
         )
         if not their_key.verify(digest, signature):
             raise RemoteProtocolError("AKE signature does not verify")
-        return their_key, keyid
+        return their_key, fingerprint_of_encoding(pub_bytes), keyid
 
 
 _Handler = Callable[[AKE, EncodedMessage], AKEStep]

@@ -91,6 +91,7 @@ class Session:
         self.ake = AKE(owner.private_key, owner.random_bytes, owner.instance_tag)
         self.version: int | None = None
         self.their_public_key: DSAPublicKey | None = None
+        self.their_fingerprint: bytes | None = None
         self.ssid: bytes | None = None
         self.ssid_bold_first = False
         self._keys: DataKeys | None = None
@@ -106,10 +107,6 @@ class Session:
         )
 
     # -- what the application sees -----------------------------------------
-
-    @property
-    def their_fingerprint(self) -> bytes | None:
-        return None if self.their_public_key is None else self.their_public_key.fingerprint()
 
     @property
     def is_encrypted(self) -> bool:
@@ -171,7 +168,8 @@ class Session:
         self.their_public_key = done.their_public_key
         self.ssid = done.ssid
         self.ssid_bold_first = done.sent_reveal_signature
-        fingerprint = done.their_public_key.fingerprint()
+        fingerprint = done.their_fingerprint
+        self.their_fingerprint = fingerprint
         new, trusted = self._owner.fingerprint_seen(self.peer, fingerprint)
         out: list[ev.Event] = []
         if new:
