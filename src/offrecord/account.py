@@ -402,7 +402,11 @@ class Account:
         out: list[tuple[str, str]] = []
         for peer in self._order:
             for item in self._conversations[peer].outgoing():
-                if item.version and self.max_message_size and len(item.text) > self.max_message_size:
+                if (
+                    item.version
+                    and self.max_message_size
+                    and len(item.text) > self.max_message_size
+                ):
                     pieces = fragment_message(
                         item.text,
                         self.max_message_size,

@@ -40,7 +40,7 @@ from offrecord.wire.messages import (
     Signature,
 )
 
-__all__ = ["AKE", "AKEComplete", "AKEStep", "AuthState", "TRANSITIONS", "derive_ake_keys"]
+__all__ = ["AKE", "TRANSITIONS", "AKEComplete", "AKEStep", "AuthState", "derive_ake_keys"]
 
 # The key id of the DH key pair used in the AKE; libotr always uses 1, so the
 # first data-message key pair is 2.
@@ -208,7 +208,9 @@ class AKE:
     def receive(self, msg: EncodedMessage) -> AKEStep:
         handler = TRANSITIONS.get((self.state, MessageType(msg.type)))
         if handler is None:
-            return AKEStep(discarded=f"{MessageType(msg.type).name} ignored in state {self.state.name}")
+            return AKEStep(
+                discarded=f"{MessageType(msg.type).name} ignored in state {self.state.name}"
+            )
         try:
             return handler(self, msg)
         except RemoteProtocolError as exc:
@@ -256,9 +258,7 @@ class AKE:
         if msg.version != progress.version:
             return AKEStep(discarded="D-H Key of another protocol version than our commit")
         keys = derive_ake_keys(dh.shared_secret(progress.our_dh, msg.gy))
-        encrypted, mac = self._signed_part(
-            keys.m1, keys.c, keys.m2, progress.our_dh.public, msg.gy
-        )
+        encrypted, mac = self._signed_part(keys.m1, keys.c, keys.m2, progress.our_dh.public, msg.gy)
         reply = RevealSignature(
             msg.version, self._our_instance, msg.sender_tag, progress.r, encrypted, mac
         )
@@ -345,7 +345,9 @@ class AKE:
         """X = pub || keyid || sig(M), encrypted with c and MACed with m2."""
         pub = self._key.public.encode()
         keyid = encode_int(AKE_KEYID)
-        digest = hmac_sha256(m1, encode_mpi(our_dh_public) + encode_mpi(their_dh_public) + pub + keyid)
+        digest = hmac_sha256(
+            m1, encode_mpi(our_dh_public) + encode_mpi(their_dh_public) + pub + keyid
+        )
         x = pub + keyid + self._key.sign(digest)
         encrypted = aes_ctr(c, _ZERO_CTR, x)
         return encrypted, hmac_sha256_160(m2, encode_data(encrypted))
@@ -372,7 +374,8 @@ class AKE:
         signature = reader.raw(SIGNATURE_LENGTH, "signature")
         reader.end()
         digest = hmac_sha256(
-            m1, encode_mpi(their_dh_public) + encode_mpi(our_dh_public) + pub_bytes + encode_int(keyid)
+            m1,
+            encode_mpi(their_dh_public) + encode_mpi(our_dh_public) + pub_bytes + encode_int(keyid),
         )
         if not their_key.verify(digest, signature):
             raise RemoteProtocolError("AKE signature does not verify")

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from offrecord.wire.tlv import TLV
 
 __all__ = [
-    "Event",
     "ErrorReceived",
+    "Event",
     "ExtraSymmetricKey",
     "MessageDiscarded",
     "MessageHeld",

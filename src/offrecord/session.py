@@ -75,6 +75,7 @@ class SessionOwner(Protocol):
     def fingerprint_seen(self, peer: str, fingerprint: bytes) -> tuple[bool, bool]:
         """Record a fingerprint the peer authenticated with: (is new, is trusted)."""
         ...
+
     def set_trust(self, peer: str, fingerprint: bytes, trust: str) -> None:
         """Set a fingerprint's trust ("" = not verified; libotr writes "smp" after SMP)."""
         ...
@@ -222,11 +223,13 @@ class Session:
 
     def _receive_data(self, msg: DataMessage, now: float | None) -> list[ev.Event]:
         if self.msgstate is not MessageState.ENCRYPTED or self._keys is None:
-            return self._unreadable(msg, "encrypted message outside a private conversation",
-                                    ERROR_NOT_PRIVATE)
+            return self._unreadable(
+                msg, "encrypted message outside a private conversation", ERROR_NOT_PRIVATE
+            )
         if msg.version != self._keys.version:
-            return self._unreadable(msg, "data message of another protocol version",
-                                    ERROR_UNREADABLE)
+            return self._unreadable(
+                msg, "data message of another protocol version", ERROR_UNREADABLE
+            )
         try:
             decrypted = self._keys.decrypt(msg)
         except RemoteProtocolError as exc:
@@ -243,8 +246,10 @@ class Session:
             out.append(ev.MessageReceived(text, True, instance=self.their_instance, tlvs=tlvs))
         for tlv in tlvs:
             out.extend(self._handle_tlv(tlv, decrypted.extra_key))
-        if self.msgstate is MessageState.ENCRYPTED and now is not None and (
-            self.last_sent is None or now - self.last_sent >= HEARTBEAT_INTERVAL
+        if (
+            self.msgstate is MessageState.ENCRYPTED
+            and now is not None
+            and (self.last_sent is None or now - self.last_sent >= HEARTBEAT_INTERVAL)
         ):
             self.send_data("", flags=FLAG_IGNORE_UNREADABLE, now=now)
         return out
@@ -292,8 +297,9 @@ class Session:
     def extra_symmetric_key(self, use: int, data: bytes = b"", now: float | None = None) -> bytes:
         """Announce use of the extra symmetric key (TLV 8) and return the key."""
         value = use.to_bytes(4, "big") + data
-        return self.send_data("", (TLV(TLVType.EXTRA_SYMMETRIC_KEY, value),),
-                              flags=FLAG_IGNORE_UNREADABLE, now=now)
+        return self.send_data(
+            "", (TLV(TLVType.EXTRA_SYMMETRIC_KEY, value),), flags=FLAG_IGNORE_UNREADABLE, now=now
+        )
 
     # -- the Socialist Millionaires' Protocol ----------------------------------
 

@@ -14,11 +14,11 @@ from offrecord.errors import RemoteProtocolError
 
 __all__ = [
     "DH_EXPONENT_BITS",
-    "G",
     "MODULUS",
     "MODULUS_MINUS_2",
     "ORDER",
     "DHKeyPair",
+    "G",
     "check_element",
     "check_exponent",
     "generate_keypair",
