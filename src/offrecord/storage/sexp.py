@@ -336,7 +336,7 @@ def _scan_quoted(scanner: _Scanner, start: int, line: int) -> tuple[Atom, int]:
     out = bytearray()
     j = start + 1
     while True:
-        if j >= n:
+        if j >= n or (data[j] == 0x5C and j + 1 >= n):
             raise StorageError(
                 f"quoted string opened on line {line} is not closed (truncated file?)",
                 path=scanner.path,
@@ -350,8 +350,6 @@ def _scan_quoted(scanner: _Scanner, start: int, line: int) -> tuple[Atom, int]:
             out.append(c)
             j += 1
             continue
-        if j + 1 >= n:
-            continue  # reported as unterminated on the next round
         e = data[j + 1]
         simple = _SIMPLE_ESCAPES.get(e)
         if simple is not None:
