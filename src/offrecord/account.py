@@ -19,6 +19,13 @@ from offrecord.errors import LocalProtocolError, RemoteProtocolError
 from offrecord.policy import Policy
 from offrecord.session import MessageState, Outgoing, Session
 from offrecord.wire.envelope import Incoming, Kind, classify, query_message, tag_plaintext
+from offrecord.wire.fragment import (
+    Reassembler,
+    fragment_message,
+    is_fragment,
+    min_max_size,
+    parse_fragment,
+)
 from offrecord.wire.messages import (
     DHCommit,
     DHKey,
@@ -172,6 +179,9 @@ class Conversation:
     # -- receiving -----------------------------------------------------------
 
     def receive(self, text: str) -> list[ev.Event]:
+        if not is_fragment(text):
+            # As libotr: any unfragmented message abandons a half-received v2 one.
+            self._account._note_unfragmented(self.peer, text)
         try:
             incoming = classify(text)
         except RemoteProtocolError as exc:
@@ -310,13 +320,15 @@ class Account:
         if instance_tag < MIN_INSTANCE_TAG or instance_tag > 0xFFFFFFFF:
             raise LocalProtocolError("an instance tag must lie in [0x100, 0xFFFFFFFF]")
         self._instance_tag = instance_tag
+        if max_message_size and max_message_size < min_max_size(3):
+            raise LocalProtocolError(
+                f"max_message_size must be 0 (unlimited) or at least {min_max_size(3)}"
+            )
         self.max_message_size = max_message_size
         self.trust = trust if trust is not None else TrustBook()
         self.max_instances = max_instances
         self._conversations: dict[str, Conversation] = {}
         self._order: list[str] = []
-        from offrecord.wire.fragment import Reassembler  # local: keeps import graph flat
-
         self._reassemblers: dict[str, Reassembler] = {}
 
     def __repr__(self) -> str:
@@ -376,14 +388,14 @@ class Account:
         return self.conversation(peer).receive(text)
 
     def _reassemble(self, conv: Conversation, text: str) -> list[ev.Event]:
-        from offrecord.wire.fragment import Reassembler, parse_fragment
-
         try:
             fragment = parse_fragment(text)
         except RemoteProtocolError as exc:
             return [ev.MessageDiscarded(str(exc))]
-        if fragment.version == 3 and fragment.receiver_tag not in (0, self._instance_tag):
+        if not fragment.addressed_to(self._instance_tag):
             return [ev.MessageDiscarded("fragment for another instance")]
+        if not fragment.sender_tag_valid:
+            return [ev.MessageDiscarded("fragment with an invalid sender instance tag")]
         reassembler = self._reassemblers.setdefault(conv.peer, Reassembler())
         try:
             complete = reassembler.add(fragment, self.now() or 0.0)
@@ -395,10 +407,13 @@ class Account:
             return [ev.MessageDiscarded("a fragment inside a fragment")]
         return conv.receive(complete)
 
+    def _note_unfragmented(self, peer: str, text: str) -> None:
+        reassembler = self._reassemblers.get(peer)
+        if reassembler is not None:
+            reassembler.note_unfragmented(text)
+
     def data_to_send(self) -> list[tuple[str, str]]:
         """(peer, text) pairs to put on the network, in order, fragmented."""
-        from offrecord.wire.fragment import fragment_message
-
         out: list[tuple[str, str]] = []
         for peer in self._order:
             for item in self._conversations[peer].outgoing():

@@ -9,7 +9,6 @@ from collections.abc import Callable
 import pytest
 
 from tests.interop.router import Router, Side, other
-from tests.interop.test_core_libotr import libotr_exe, make_router  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.interop
 
