@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from offrecord.crypto.dsa import DSAPrivateKey, generate_private_key
 from offrecord.crypto.primitives import system_random
 from offrecord.errors import OTRError
+from offrecord.storage.libotr import LibotrStore
 from offrecord.transports.peer import PeerDriver, main_streams, make_account, parse_policy, run
 
 __all__ = ["run_peer"]
@@ -25,9 +27,14 @@ def _instance_tag(text: str | None) -> int | None:
 def _load_key(path: str | None, account: str, protocol: str) -> DSAPrivateKey:
     if path is None:
         return generate_private_key(system_random)
-    from offrecord.storage.libotr import load_or_create_private_key
-
-    return load_or_create_private_key(path, account, protocol)
+    # The key file is libotr's otr.private_key format (any file name).
+    file = Path(path)
+    store = LibotrStore(file.parent, private_key_file=file.name)
+    key = store.get_private_key(account, protocol)
+    if key is None:
+        key = generate_private_key(system_random)
+        store.save_private_key(account, protocol, key)
+    return key
 
 
 def run_peer(args: argparse.Namespace) -> int:
