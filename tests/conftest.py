@@ -18,11 +18,13 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, None]:
     outcome = yield
-    report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
+    report: pytest.TestReport = outcome.get_result()
     if (
         report.skipped
         and os.environ.get("OFFRECORD_REQUIRE_LIBOTR") == "1"
         and item.get_closest_marker("interop") is not None
     ):
         report.outcome = "failed"
-        report.longrepr = f"interop test skipped while OFFRECORD_REQUIRE_LIBOTR=1: {report.longrepr}"
+        report.longrepr = (
+            f"interop test skipped while OFFRECORD_REQUIRE_LIBOTR=1: {report.longrepr}"
+        )
