@@ -33,7 +33,7 @@ from offrecord.wire.messages import (
     decode_message,
 )
 
-__all__ = ["MIN_INSTANCE_TAG", "Account", "Conversation", "TrustBook"]
+__all__ = ["MIN_INSTANCE_TAG", "Account", "Conversation", "ReplyLimiter", "TrustBook"]
 
 MIN_INSTANCE_TAG = 0x100
 # The most held messages kept while waiting for encryption (REQUIRE_ENCRYPTION).
@@ -75,6 +75,38 @@ class TrustBook:
         return dict(self._book.get(peer, {}))
 
 
+class ReplyLimiter:
+    """Bounds automatic replies (error messages, queries after errors, AKE
+    starts on queries) so two clients that disagree cannot flood each other.
+
+    A bucket of ``burst`` replies, refilled by one every ``interval`` seconds
+    when a clock is available; without a clock it refills when the user acts.
+    """
+
+    def __init__(
+        self, clock: Callable[[], float | None], burst: int = 5, interval: float = 2.0
+    ) -> None:
+        self._clock = clock
+        self._burst = burst
+        self._interval = interval
+        self._tokens = float(burst)
+        self._last: float | None = None
+
+    def allow(self) -> bool:
+        now = self._clock()
+        if now is not None:
+            if self._last is not None:
+                self._tokens = min(self._burst, self._tokens + (now - self._last) / self._interval)
+            self._last = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        return False
+
+    def user_acted(self) -> None:
+        self._tokens = float(self._burst)
+
+
 class _Offer:
     """Whitespace-tag offer state (libotr's ``otr_offer``)."""
 
@@ -96,13 +128,19 @@ class Conversation:
         self.peer = peer
         # The master session (instance 0) speaks before we know their instance:
         # plaintext, queries, our D-H Commits, and all of version 2.
-        self.master = Session(account, peer)
+        self.limiter = ReplyLimiter(account.now)
+        self.master = self._new_session(0)
         self.instances: dict[int, Session] = {}
         self._offer = _Offer.NOT
         self._held: list[_Held] = []
 
     def __repr__(self) -> str:
         return f"Conversation(peer={self.peer!r}, state={self.state.value})"
+
+    def _new_session(self, instance: int) -> Session:
+        session = Session(self._account, self.peer, instance)
+        session.may_auto_reply = self.limiter.allow
+        return session
 
     # -- choosing a session -------------------------------------------------
 
@@ -137,6 +175,10 @@ class Conversation:
 
     def start(self) -> None:
         """Ask the peer to start (or refresh) OTR: send a query message."""
+        self.limiter.user_acted()
+        self._query()
+
+    def _query(self) -> None:
         versions = self._account.policy.allowed_versions()
         if not versions:
             raise LocalProtocolError("the policy allows no OTR version")
@@ -147,6 +189,7 @@ class Conversation:
         policy = self._account.policy
         now = self._account.now()
         session = self.session_for(instance)
+        self.limiter.user_acted()
         if session.msgstate is MessageState.ENCRYPTED:
             session.send_data(text, now=now)
             return []
@@ -159,7 +202,7 @@ class Conversation:
             if len(self._held) >= MAX_HELD:
                 return [ev.MessageNotSent("too many messages are waiting for encryption")]
             self._held.append(_Held(text))
-            self.start()
+            self._query()
             return [ev.MessageHeld(len(self._held))]
         if policy & Policy.SEND_WHITESPACE_TAG and self._offer != _Offer.REJECTED:
             text = tag_plaintext(text, policy.allowed_versions())
@@ -201,7 +244,10 @@ class Conversation:
         if incoming.kind is Kind.ERROR:
             out: list[ev.Event] = [ev.ErrorReceived(incoming.text)]
             if policy & Policy.ERROR_START_AKE:
-                self.start()
+                if self.limiter.allow():
+                    self._query()
+                else:
+                    out.append(ev.MessageDiscarded("automatic query suppressed (rate limit)"))
             return out
         if incoming.kind is Kind.FRAGMENT:
             return self._account._reassemble(self, incoming.text)
@@ -226,6 +272,8 @@ class Conversation:
             if always and incoming.versions:
                 return [ev.UnsupportedVersion(incoming.versions)]
             return []
+        if not self.limiter.allow():
+            return [ev.MessageDiscarded("automatic AKE start suppressed (rate limit)")]
         self.master.start_ake(max(allowed), self._account.now())
         return []
 
@@ -262,7 +310,7 @@ class Conversation:
         if session is None:
             if len(self.instances) >= self._account.max_instances:
                 return "too many instances of this peer"
-            session = Session(self._account, self.peer, msg.sender_tag)
+            session = self._new_session(msg.sender_tag)
             self.instances[msg.sender_tag] = session
         if (
             isinstance(msg, DHCommit | DHKey)

@@ -10,6 +10,7 @@ hands them out through ``data_to_send()``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
@@ -97,6 +98,8 @@ class Session:
         self.ssid_bold_first = False
         self._keys: DataKeys | None = None
         self.smp = SMP(owner.random_bytes)
+        # Set by the conversation: whether an automatic reply may go out now.
+        self.may_auto_reply: Callable[[], bool] = lambda: True
         self._out: list[Outgoing] = []
         self.last_sent: float | None = None
         self.last_received: float | None = None
@@ -218,7 +221,8 @@ class Session:
     def _unreadable(self, msg: DataMessage, reason: str, reply: str) -> list[ev.Event]:
         if msg.ignore_unreadable:
             return []
-        self.queue_error(reply)
+        if self.may_auto_reply():
+            self.queue_error(reply)
         return [ev.UnreadableMessage(reason)]
 
     def _receive_data(self, msg: DataMessage, now: float | None) -> list[ev.Event]:
