@@ -455,6 +455,21 @@ class Account:
             return [ev.MessageDiscarded("a fragment inside a fragment")]
         return conv.receive(complete)
 
+    def tick(self, now: float | None = None) -> None:
+        """Run the timers: expire stale fragment reassemblies and stalled AKEs.
+
+        Call it every few seconds (``now`` defaults to the account's clock).
+        """
+        if now is None:
+            now = self.now()
+        if now is None:
+            raise LocalProtocolError("tick() needs a time: pass now or give the account a clock")
+        for reassembler in self._reassemblers.values():
+            reassembler.expire(now)
+        for conv in self._conversations.values():
+            for session in conv.sessions():
+                session.tick(now)
+
     def _note_unfragmented(self, peer: str, text: str) -> None:
         reassembler = self._reassemblers.get(peer)
         if reassembler is not None:

@@ -33,11 +33,21 @@ from offrecord.wire.messages import (
 )
 from offrecord.wire.tlv import TLV, TLVType, decode_tlvs, encode_tlvs
 
-__all__ = ["HEARTBEAT_INTERVAL", "MessageState", "Outgoing", "Session", "SessionOwner"]
+__all__ = [
+    "AKE_TIMEOUT",
+    "HEARTBEAT_INTERVAL",
+    "MessageState",
+    "Outgoing",
+    "Session",
+    "SessionOwner",
+]
 
 # libotr sends a heartbeat when it has not sent anything for this long after
 # receiving a data message (message.c, HEARTBEAT_INTERVAL).
 HEARTBEAT_INTERVAL = 60.0
+# An AKE that has not progressed for this long is abandoned by tick(now), so a
+# lost message never leaves a half-finished exchange behind forever.
+AKE_TIMEOUT = 60.0
 
 ERROR_UNREADABLE = "The encrypted message you sent could not be read."
 ERROR_NOT_PRIVATE = "The encrypted message you sent arrived outside a private conversation."
@@ -103,6 +113,7 @@ class Session:
         self._out: list[Outgoing] = []
         self.last_sent: float | None = None
         self.last_received: float | None = None
+        self._ake_progress: float | None = None
 
     def __repr__(self) -> str:
         return (
@@ -142,6 +153,7 @@ class Session:
     def start_ake(self, version: int, now: float | None = None) -> None:
         """Send a D-H Commit (on a query, a whitespace tag, or a refresh)."""
         commit = self.ake.start(version, self.their_instance if version == 3 else 0)
+        self._ake_progress = now
         self._queue_encoded(commit, now)
 
     def receive_encoded(self, msg: EncodedMessage, now: float | None) -> list[ev.Event]:
@@ -150,6 +162,8 @@ class Session:
         if isinstance(msg, DataMessage):
             return self._receive_data(msg, now)
         step = self.ake.receive(msg)
+        if step.reply is not None or step.complete is not None:
+            self._ake_progress = now
         out: list[ev.Event] = []
         if step.reply is not None:
             self._queue_encoded(step.reply, now)
@@ -293,6 +307,16 @@ class Session:
             return []
         self.msgstate = MessageState.PLAINTEXT
         return [ev.SessionEnded(self.their_instance)]
+
+    def tick(self, now: float) -> None:
+        """Abandon an AKE that has made no progress for AKE_TIMEOUT seconds."""
+        if self.ake.state is AuthState.NONE:
+            return
+        if self._ake_progress is None:
+            self._ake_progress = now
+        elif now - self._ake_progress >= AKE_TIMEOUT:
+            self.ake.reset()
+            self._ake_progress = None
 
     @property
     def ake_in_progress(self) -> bool:
