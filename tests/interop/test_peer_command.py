@@ -69,3 +69,33 @@ def test_bad_options_fail_at_startup(tmp_path: Path) -> None:
     for options in ({"policy": "v3,bogus"}, {"instance_tag": "0x10"}):
         with pytest.raises(AssertionError):
             offrecord_subprocess(ALICE, BOB, **options)
+
+
+def test_restarted_libotr_side_with_same_key_and_instance_tag(
+    libotr_exe: Path, tmp_path: Path
+) -> None:
+    """libotr restarts (same key file, same instance tag) mid-conversation."""
+    keyfile = tmp_path / "bob.key"
+
+    def libotr_bob() -> SubprocessPeer:
+        args = peer_args(BOB, ALICE, keyfile=keyfile, instance_tag=0x0BADCAFE)
+        return SubprocessPeer([libotr_exe, *args], name="libotr:bob")
+
+    bob = libotr_bob()
+    fingerprint = bob.ready["our_fingerprint"]
+    with Router(offrecord_subprocess(ALICE, BOB), bob) as router:
+        router.start("A")
+        router.wait_encrypted(version=3)
+        router.expect_message("A", "before the restart")
+        router.replace("B", libotr_bob())
+        # The fresh libotr has no session with our instance: libotr 4.1.1 drops
+        # the data message silently (no context for that instance yet).
+        secret = "sent into the void"
+        exchange = router.command("A", {"op": "send", "text": secret})
+        assert exchange.messages("B") == []
+        assert all(secret not in p.data for p in router.network)
+        router.start("A")
+        status = router.wait_encrypted(version=3)[0]
+        assert status.their_fingerprint == fingerprint
+        router.expect_message("A", "after the restart")
+        router.expect_message("B", "and back")
