@@ -542,9 +542,9 @@ def test_noop_rewrites_are_byte_identical(
 
     store.save_private_key("bob", "prpl-irc", key2)
     store.save_instance_tag("bob", "prpl-irc", 0x7894BD35)
-    store.set_trust("zed", "alice@example.org", "prpl-jabber", FP1, "x")  # unknown: added
+    store.set_trust("alice@example.org", "prpl-jabber", "newcomer", FP3, "x")  # unknown: added
     assert (tmp_path / "otr.fingerprints").read_bytes() != fingerprints
-    store.forget_fingerprint("zed", "alice@example.org", "prpl-jabber", FP1)
+    store.forget_fingerprint("alice@example.org", "prpl-jabber", "newcomer", FP3)
     assert (tmp_path / "otr.private_key").read_bytes() == keys
     assert (tmp_path / "otr.fingerprints").read_bytes() == fingerprints
     assert (tmp_path / "otr.instance_tags").read_bytes() == tags
