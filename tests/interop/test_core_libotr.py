@@ -152,17 +152,23 @@ def test_simultaneous_dh_commits(make_router: Callable[..., Router]) -> None:
     router.expect_message("B", "commits crossed")
 
 
-@pytest.mark.parametrize("size", [150, 400])
-def test_fragmented_both_ways(make_router: Callable[..., Router], size: int) -> None:
-    router = make_router(a={"max_fragment": size}, b={"max_fragment": size})
+@pytest.mark.parametrize("version", [2, 3])
+@pytest.mark.parametrize("size", [100, 150, 200, 400])
+def test_fragmented_both_ways(make_router: Callable[..., Router], size: int, version: int) -> None:
+    options = {"max_fragment": size, "policy": f"v{version}"}
+    router = make_router(a=options, b=options)
     router.start("A")
-    router.wait_encrypted(version=3)
-    for packet in router.network:
-        if packet.data.startswith("?OTR:") or packet.data.startswith("?OTR|"):
-            assert len(packet.data) <= size
+    router.wait_encrypted(version=version)
     router.expect_message("A", "fragmented " + "ä" * 600)
     router.expect_message("B", "fragmented reply " + "ö" * 600)
-    assert all(len(p.data) <= size for p in router.network if p.data.startswith("?OTR|"))
+    router.expect_message("A", "x" * 5000)
+    fragments = [p.data for p in router.network if p.data.startswith(("?OTR|", "?OTR,"))]
+    assert fragments, "messages this long must have been fragmented"
+    assert all(len(f) <= size for f in fragments)
+    unfragmented = [p.data for p in router.network if p.data.startswith("?OTR:")]
+    assert all(len(u) <= size for u in unfragmented)
+    marker = "?OTR|" if version == 3 else "?OTR,"
+    assert all(f.startswith(marker) for f in fragments)
 
 
 @pytest.mark.parametrize(
