@@ -282,3 +282,11 @@ def test_import_errors(weechat_dir: Path) -> None:
         import_potr_account(
             store, weechat_dir, "me@libera", protocol="irc", source_protocol="i\trc"
         )
+
+
+def test_home_is_expanded(weechat_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(weechat_dir.parent))
+    assert find_potr_accounts("~/otr") == ("me@libera", "me@oftc")
+    assert import_potr_account(MemoryStore(), "~/otr", "me@libera", protocol="irc").key_imported
+    assert load_fpr("~/otr/me@oftc.fpr") == ()
+    assert load_key3("~/otr/me@libera.key3") is not None

@@ -159,6 +159,10 @@ def parse_fpr(data: bytes, *, path: str = "<fpr>") -> tuple[FingerprintRecord, .
     return tuple(records)
 
 
+def _expand(path: str | os.PathLike[str]) -> Path:
+    return Path(os.path.expanduser(os.fspath(path)))
+
+
 def _read(path: Path) -> bytes | None:
     try:
         with open(path, "rb") as handle:
@@ -174,7 +178,7 @@ def _read(path: Path) -> bytes | None:
 
 def load_key3(path: str | os.PathLike[str]) -> DSAPrivateKey:
     """Read and parse a ``.key3`` file."""
-    location = Path(path)
+    location = _expand(path)
     data = _read(location)
     if data is None:
         raise StorageError("no such file", path=str(location))
@@ -183,7 +187,7 @@ def load_key3(path: str | os.PathLike[str]) -> DSAPrivateKey:
 
 def load_fpr(path: str | os.PathLike[str]) -> tuple[FingerprintRecord, ...]:
     """Read and parse a ``.fpr`` file; a missing file has no records."""
-    location = Path(path)
+    location = _expand(path)
     data = _read(location)
     return () if data is None else parse_fpr(data, path=str(location))
 
@@ -208,10 +212,11 @@ class PotrImport:
 
 
 def find_potr_accounts(directory: str | os.PathLike[str]) -> tuple[str, ...]:
-    """Account names that have a ``.key3`` or ``.fpr`` file in ``directory``, sorted."""
+    """Account names that have a ``.key3`` or ``.fpr`` file in ``directory``
+    (``~`` is expanded), sorted."""
     names: set[str] = set()
     try:
-        entries = list(os.scandir(directory))
+        entries = list(os.scandir(_expand(directory)))
     except OSError as exc:
         raise StorageError(f"cannot list: {exc.strerror}", path=os.fspath(directory)) from None
     for entry in entries:
@@ -251,7 +256,7 @@ def import_potr_account(
         check_name(source_protocol, "source_protocol")
     if "/" in account or account in (".", ".."):
         raise LocalProtocolError("account is not usable as a file name")
-    base = Path(directory)
+    base = _expand(directory)
     key_path = base / (account + KEY3_SUFFIX)
     fpr_path = base / (account + FPR_SUFFIX)
 
