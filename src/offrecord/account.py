@@ -356,6 +356,7 @@ class Account:
         max_message_size: int = 0,
         trust: TrustBook | None = None,
         max_instances: int = 16,
+        padding: int = 0,
     ) -> None:
         self._name = name
         self.protocol = protocol
@@ -375,6 +376,9 @@ class Account:
         self.max_message_size = max_message_size
         self.trust = trust if trust is not None else TrustBook()
         self.max_instances = max_instances
+        if not 0 <= padding <= 0xFFFF:
+            raise LocalProtocolError("padding must be between 0 (off) and 65535 bytes")
+        self._padding = padding
         self._conversations: dict[str, Conversation] = {}
         self._order: list[str] = []
         self._reassemblers: dict[str, Reassembler] = {}
@@ -407,6 +411,10 @@ class Account:
     @property
     def random_bytes(self) -> RandomSource:
         return self._random
+
+    @property
+    def padding(self) -> int:
+        return self._padding
 
     @property
     def fingerprint(self) -> bytes:

@@ -83,6 +83,11 @@ class SessionOwner(Protocol):
     def instance_tag(self) -> int: ...
     @property
     def random_bytes(self) -> RandomSource: ...
+    @property
+    def padding(self) -> int:
+        """Pad user messages to a multiple of this many bytes with TLV 0 (0 = off)."""
+        ...
+
     def fingerprint_seen(self, peer: str, fingerprint: bytes) -> tuple[bool, bool]:
         """Record a fingerprint the peer authenticated with: (is new, is trusted)."""
         ...
@@ -221,6 +226,12 @@ class Session:
         payload = text.encode("utf-8")
         if b"\x00" in payload:
             raise LocalProtocolError("a message cannot contain NUL characters")
+        block = self._owner.padding
+        if block and text:
+            # TLV 0 (padding) rounds the length up so an observer learns only
+            # the block count; its 4-byte header is counted in.
+            used = len(payload) + 1 + len(encode_tlvs(tlvs)) + 4
+            tlvs = (*tlvs, TLV(TLVType.PADDING, bytes(-used % block)))
         if tlvs:
             payload += b"\x00" + encode_tlvs(tlvs)
         msg, extra_key = self._keys.encrypt(
