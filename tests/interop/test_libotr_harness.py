@@ -9,12 +9,14 @@ from __future__ import annotations
 import base64
 import re
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.interop import build
 from tests.interop.build import build_libotr_peer
 from tests.interop.router import (
     SIDES,
@@ -113,6 +115,53 @@ def otr_header(packet_data: str) -> tuple[int, int, int, int]:
     raw = base64.b64decode(packet_data[5:21])
     version = int.from_bytes(raw[0:2], "big")
     return version, raw[2], int.from_bytes(raw[3:7], "big"), int.from_bytes(raw[7:11], "big")
+
+
+# --------------------------------------------------------------------------
+# Building
+# --------------------------------------------------------------------------
+
+
+def test_build_reuses_and_rebuilds(
+    libotr_peer: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert build_libotr_peer() == libotr_peer  # unchanged source: no rebuild
+    source = tmp_path / "libotr_peer.c"
+    source.write_bytes(build.SOURCE.read_bytes())
+    monkeypatch.setattr(build, "SOURCE", source)
+    monkeypatch.setattr(build, "BUILD_DIR", tmp_path / "out")
+    first = build_libotr_peer()
+    assert first.parent == tmp_path / "out"
+    mtime = first.stat().st_mtime_ns
+    assert build_libotr_peer() == first
+    assert first.stat().st_mtime_ns == mtime
+    source.write_bytes(source.read_bytes() + b"\n/* changed */\n")
+    second = build_libotr_peer()
+    assert second != first
+    assert not first.exists()
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [second.name]
+
+
+def test_build_without_headers_explains_how_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(build, "BUILD_DIR", tmp_path / "out")
+    monkeypatch.setattr(build, "_headers_present", lambda cc: False)
+    with pytest.raises(RuntimeError, match="apt-get install libotr5-dev"):
+        build_libotr_peer(force=True)
+
+
+def test_build_module_entry_point() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.interop.build"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert Path(result.stdout.strip()) == build_libotr_peer()
 
 
 # --------------------------------------------------------------------------
