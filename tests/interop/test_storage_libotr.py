@@ -227,12 +227,12 @@ def test_offrecord_keys_are_read_and_used_by_libotr(us: UserState, tmp_path: Pat
     assert fresh.get_private_key(text(ACCOUNTS[2][0]), text(ACCOUNTS[2][1])) is not None
 
 
-def test_offrecord_key_added_to_libotr_file(us: UserState, tmp_path: Path) -> None:
+def test_offrecord_key_added_to_libotr_file(lib: LibOTR, us: UserState, tmp_path: Path) -> None:
     path = tmp_path / "otr.private_key"
     us.privkey_generate(path, *ACCOUNTS[0])
     ours = key(21)
     LibotrStore(tmp_path).save_private_key(text(ACCOUNTS[1][0]), text(ACCOUNTS[1][1]), ours)
-    with LIB.userstate() as other:  # type: ignore[union-attr]
+    with lib.userstate() as other:
         other.privkey_read(path)
         assert other.privkey_fingerprint_raw(*ACCOUNTS[0]) == us.privkey_fingerprint_raw(
             *ACCOUNTS[0]

@@ -863,3 +863,9 @@ def test_concurrent_writers_do_not_lose_updates(tmp_path: Path) -> None:
     for worker in range(workers):
         assert store.get_instance_tag(f"acct{worker}", "proto") == 0x100 + count - 1
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "otr.fingerprints")
+    with pytest.raises(StorageError, match="not a regular file"):
+        LibotrStore(tmp_path).list_fingerprints("a", "p")

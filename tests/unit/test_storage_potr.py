@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import struct
 from pathlib import Path
@@ -290,3 +291,9 @@ def test_home_is_expanded(weechat_dir: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert import_potr_account(MemoryStore(), "~/otr", "me@libera", protocol="irc").key_imported
     assert load_fpr("~/otr/me@oftc.fpr") == ()
     assert load_key3("~/otr/me@libera.key3") is not None
+
+
+def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "me.key3")
+    with pytest.raises(StorageError, match="not a regular file"):
+        load_key3(tmp_path / "me.key3")

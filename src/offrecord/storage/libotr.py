@@ -407,7 +407,8 @@ def format_instance_tags(records: Iterable[InstanceTagRecord]) -> bytes:
 def _read_file(path: Path, display: str) -> bytes | None:
     """The file's bytes, or ``None`` if it does not exist."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        # O_NONBLOCK: opening a FIFO planted at the path must not hang us.
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except FileNotFoundError:
         return None
     except OSError as exc:

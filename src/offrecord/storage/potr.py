@@ -28,6 +28,7 @@ existing different key unless asked, and never lowers a trust.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -165,10 +166,16 @@ def _expand(path: str | os.PathLike[str]) -> Path:
 
 def _read(path: Path) -> bytes | None:
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(_MAX_FILE_SIZE + 1)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        raise StorageError(f"cannot open: {exc.strerror}", path=str(path)) from None
+    try:
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise StorageError("not a regular file", path=str(path))
+            data = handle.read(_MAX_FILE_SIZE + 1)
     except OSError as exc:
         raise StorageError(f"cannot read: {exc.strerror}", path=str(path)) from None
     if len(data) > _MAX_FILE_SIZE:
