@@ -205,7 +205,7 @@ static int hexval(char c)
 static long jp_hex4(JParser *p)
 {
     long v = 0;
-    int i;
+    size_t i;
     if (p->len - p->pos < 4) return -1;
     for (i = 0; i < 4; i++) {
         int h = hexval(p->s[p->pos + i]);
