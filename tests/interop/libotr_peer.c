@@ -1041,12 +1041,22 @@ static void op_received_symkey(void *opdata, ConnContext *context,
         unsigned int use, const unsigned char *usedata, size_t usedatalen,
         const unsigned char *symkey)
 {
+    char keyhex[OTRL_EXTRAKEY_BYTES * 2 + 1];
+    char *datahex = malloc(usedatalen * 2 + 1);
+    size_t i;
+
     (void)opdata;
     (void)context;
-    (void)usedata;
-    (void)symkey;
-    emit_log("peer requested use %u of the extra symmetric key (%zu bytes of "
-            "use data)", use, usedatalen);
+    for (i = 0; i < OTRL_EXTRAKEY_BYTES; i++)
+        snprintf(keyhex + 2 * i, 3, "%02X", symkey[i]);
+    if (!datahex) return;
+    for (i = 0; i < usedatalen; i++)
+        snprintf(datahex + 2 * i, 3, "%02X", usedata[i]);
+    datahex[2 * usedatalen] = '\0';
+    /* Extension of the peer protocol (tests only): report the key so a test
+     * can compare both ends. */
+    emit_log("symkey received use=%u data=%s key=%s", use, datahex, keyhex);
+    free(datahex);
 }
 
 static const char *op_otr_error_message(void *opdata, ConnContext *context,
@@ -1492,6 +1502,36 @@ static void cmd_smp_abort(void)
     otrl_message_abort_smp(P.us, &OPS, NULL, ctx);
 }
 
+/* Extension command {"op":"x-symkey","use":N,"data":S}: announce use N of the
+ * extra symmetric key (TLV 8) with use data S, and report the key as a log
+ * event "symkey sent use=N key=HEX". */
+static void cmd_symkey(const JVal *cmd)
+{
+    const JVal *use = jobj_get(cmd, "use");
+    const JVal *data = jobj_get(cmd, "data");
+    unsigned char key[OTRL_EXTRAKEY_BYTES];
+    char keyhex[OTRL_EXTRAKEY_BYTES * 2 + 1];
+    ConnContext *ctx;
+    unsigned long usecode;
+    size_t i;
+
+    if (!use || use->type != J_NUM || !data || data->type != J_STR) {
+        emit_error("x-symkey: needs a number \"use\" and a string \"data\"");
+        return;
+    }
+    usecode = strtoul(use->str, NULL, 10);
+    ctx = encrypted_context("x-symkey");
+    if (!ctx) return;
+    if (otrl_message_symkey(P.us, &OPS, NULL, ctx, (unsigned int)usecode,
+            (const unsigned char *)data->str, data->len, key)) {
+        emit_error("x-symkey: libotr refused");
+        return;
+    }
+    for (i = 0; i < OTRL_EXTRAKEY_BYTES; i++)
+        snprintf(keyhex + 2 * i, 3, "%02X", key[i]);
+    emit_log("symkey sent use=%lu key=%s", usecode, keyhex);
+}
+
 static void cmd_status(void)
 {
     ConnContext *ctx = best_context();
@@ -1598,6 +1638,8 @@ static int handle_line(const char *line, size_t len)
         cmd_smp_respond(cmd);
     } else if (strcmp(opv->str, "smp_abort") == 0) {
         cmd_smp_abort();
+    } else if (strcmp(opv->str, "x-symkey") == 0) {
+        cmd_symkey(cmd);
     } else if (strcmp(opv->str, "status") == 0) {
         cmd_status();
     } else if (strcmp(opv->str, "quit") == 0) {

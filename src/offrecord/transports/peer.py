@@ -127,6 +127,15 @@ class PeerDriver:
         if op == "smp_abort":
             conv.best_session().smp_abort()
             return []
+        if op == "x-symkey":
+            # Extension (not in PEER-PROTOCOL v1): announce use of the extra
+            # symmetric key and report it, so tests can compare both ends.
+            use = command.get("use")
+            if not isinstance(use, int) or not 0 <= use <= 0xFFFFFFFF:
+                raise ValueError("'use' must be an integer in [0, 2^32)")
+            data = _text(command, "data").encode("utf-8")
+            key = conv.best_session().extra_symmetric_key(use, data, now=self._clock())
+            return [{"ev": "log", "text": f"symkey sent use={use} key={key.hex().upper()}"}]
         if op == "status":
             return [self.status()]
         if op == "quit":
@@ -166,6 +175,12 @@ class PeerDriver:
                 out.append({"ev": "smp", "result": "error"})
             elif (text := _describe(event)) is not None:
                 out.append({"ev": "error", "text": text})
+            elif isinstance(event, ev.ExtraSymmetricKey):
+                text = (
+                    f"symkey received use={event.use} data={event.data.hex().upper()} "
+                    f"key={event.key.hex().upper()}"
+                )
+                out.append({"ev": "log", "text": text})
             elif isinstance(event, ev.MessageHeld):
                 out.append({"ev": "log", "text": f"{event.count} message(s) held until encrypted"})
         return out
