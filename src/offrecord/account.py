@@ -129,6 +129,11 @@ class Conversation:
         # The master session (instance 0) speaks before we know their instance:
         # plaintext, queries, our D-H Commits, and all of version 2.
         self.limiter = ReplyLimiter(account.now)
+        # Orders AKE activity within this conversation: when the master's D-H
+        # Commit went out, and when each session's own exchange last moved.
+        self._ake_seq = 0
+        self._master_commit_seq = 0
+        self._session_ake_seq: dict[int, int] = {}
         self.master = self._new_session(0)
         self.instances: dict[int, Session] = {}
         self._offer = _Offer.NOT
@@ -222,6 +227,9 @@ class Conversation:
     # -- receiving -----------------------------------------------------------
 
     def receive(self, text: str) -> list[ev.Event]:
+        if not self._account.policy.allowed_versions():
+            # OTR is off (policy NEVER): every message is shown as it came.
+            return [ev.MessageReceived(text, False)] if text else []
         if not is_fragment(text):
             # As libotr: any unfragmented message abandons a half-received v2 one.
             self._account._note_unfragmented(self.peer, text)
@@ -233,10 +241,6 @@ class Conversation:
 
     def _dispatch(self, incoming: Incoming) -> list[ev.Event]:
         policy = self._account.policy
-        otr_enabled = bool(policy.allowed_versions())
-        if not otr_enabled:
-            # With every version disallowed, OTR is off: everything is plain text.
-            return [ev.MessageReceived(incoming.text, False)] if incoming.text else []
         if incoming.kind is Kind.ENCODED:
             return self._receive_encoded(incoming.payload)
         if incoming.kind is Kind.QUERY:
@@ -275,6 +279,8 @@ class Conversation:
         if not self.limiter.allow():
             return [ev.MessageDiscarded("automatic AKE start suppressed (rate limit)")]
         self.master.start_ake(max(allowed), self._account.now())
+        self._ake_seq += 1
+        self._master_commit_seq = self._ake_seq
         return []
 
     def _receive_encoded(self, payload: bytes) -> list[ev.Event]:
@@ -288,7 +294,11 @@ class Conversation:
         if isinstance(session, str):
             return [ev.MessageDiscarded(session)]
         was = session.msgstate
+        auth_before = session.ake.state
         out = session.receive_encoded(msg, self._account.now())
+        if session.ake.state is not auth_before:
+            self._ake_seq += 1
+            self._session_ake_seq[session.their_instance] = self._ake_seq
         if session.msgstate is MessageState.ENCRYPTED and any(
             isinstance(e, ev.SessionSecured) for e in out
         ):
@@ -312,17 +322,31 @@ class Conversation:
                 return "too many instances of this peer"
             session = self._new_session(msg.sender_tag)
             self.instances[msg.sender_tag] = session
-        if (
-            isinstance(msg, DHCommit | DHKey)
-            and self.master.ake.state is AuthState.AWAITING_DHKEY
-            and session.ake.state is AuthState.NONE
+        if self.master.ake.state is AuthState.AWAITING_DHKEY and self._adopts_master_ake(
+            session, msg
         ):
-            # Our D-H Commit went out from the master before we knew their
-            # instance: the instance that answers (with a D-H Key, or with a
-            # colliding D-H Commit) continues from a copy of that AKE, and the
-            # master may still serve another instance.
             session.ake = self.master.ake.copy_for(msg.sender_tag)
+            self._session_ake_seq[msg.sender_tag] = self._master_commit_seq
         return session
+
+    def _adopts_master_ake(self, session: Session, msg: EncodedMessage) -> bool:
+        """Whether ``session`` should continue the master's pending AKE.
+
+        Our D-H Commit goes out from the master before we know which instance
+        of the peer will answer.  The instance that answers it with a D-H Key,
+        or with a colliding D-H Commit, continues from a copy of the master's
+        AKE — unless its own exchange is at least as recent as our commit and
+        would take the message itself: then the two crossing exchanges are
+        resolved by that one (copying there is what makes two libotr-style
+        clients that start at once overwrite each other's exchange forever).
+        """
+        own = session.ake
+        if own.state is AuthState.NONE:
+            return isinstance(msg, DHCommit | DHKey)
+        if not isinstance(msg, DHKey) or own.accepts_dhkey(msg):
+            return False
+        newer = self._session_ake_seq.get(session.their_instance, 0) > self._master_commit_seq
+        return not newer
 
     def _flush_held(self, session: Session) -> list[ev.Event]:
         if not self._held:
