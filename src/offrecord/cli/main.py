@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from offrecord.cli.demo import run_demo
+from offrecord.cli.keys import register_commands
 
 __all__ = ["main"]
 
@@ -41,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     peer.add_argument("--max-fragment", type=int, default=0)
     peer.add_argument("--instance-tag", default=None, help="hex (0x...) or decimal, >= 0x100")
     peer.set_defaults(func=_cmd_peer)
+
+    register_commands(sub)
     return parser
 
 
