@@ -18,12 +18,13 @@ import pytest
 
 from offrecord import events as ev
 from offrecord.account import Account, Conversation
+from offrecord.ake import derive_ake_keys
 from offrecord.crypto import dh
 from offrecord.crypto.dsa import DSAPrivateKey, generate_private_key
-from offrecord.crypto.primitives import aes_ctr, sha256
+from offrecord.crypto.primitives import aes_ctr, hmac_sha256_160, sha256
 from offrecord.policy import Policy
 from offrecord.session import MessageState
-from offrecord.wire.codec import encode_mpi
+from offrecord.wire.codec import Reader, encode_data, encode_mpi
 from offrecord.wire.envelope import Kind, classify, frame
 from offrecord.wire.messages import (
     DataMessage,
@@ -37,6 +38,7 @@ from offrecord.wire.messages import (
 )
 
 P = dh.MODULUS
+ZERO_CTR = b"\x00" * 8
 KEYS: dict[str, DSAPrivateKey] = {
     "alice": generate_private_key(random.Random(0xBAD1).randbytes),
     "bob": generate_private_key(random.Random(0xBAD2).randbytes),
@@ -298,7 +300,9 @@ def replayed(net: Net) -> Inputs:
 def ake_forgeries() -> None:
     CASES["reveal-bad-mac"] = lambda net: bad_ake_message(net, "reveal", "mac")
     CASES["reveal-bad-ciphertext"] = lambda net: bad_ake_message(net, "reveal", "ciphertext")
+    CASES["reveal-bad-signature"] = lambda net: bad_ake_message(net, "reveal", "signature")
     CASES["signature-bad-mac"] = lambda net: bad_ake_message(net, "signature", "mac")
+    CASES["signature-bad-signature"] = lambda net: bad_ake_message(net, "signature", "signature")
     CASES["signature-bad-ciphertext"] = lambda net: bad_ake_message(net, "signature", "ciphertext")
     CASES["unsolicited-dhkey"] = lambda net: Inputs([frame(REF[3]["DHKey"])])
     CASES["unsolicited-reveal"] = lambda net: Inputs([frame(REF[3]["RevealSignature"])])
@@ -320,15 +324,36 @@ def bad_ake_message(net: Net, which: str, flaw: str) -> Inputs:
         for text in net.out("alice"):
             msg = decoded(text)
             if isinstance(msg, target):
+                bad: EncodedMessage
                 if flaw == "mac":
                     bad = replace(msg, mac=msg.mac[:-1] + bytes([msg.mac[-1] ^ 1]))
-                else:  # the encrypted signature's last byte: the MAC no longer matches
+                elif flaw == "ciphertext":  # the MAC no longer matches
                     enc = msg.encrypted_signature
                     bad = replace(msg, encrypted_signature=enc[:-1] + bytes([enc[-1] ^ 1]))
+                else:
+                    bad = with_bad_signature(net, msg)
                 return Inputs([frame(encode_message(bad))], [text], probe=which == "reveal")
             net.deliver("bob", [text])
         net.deliver("alice", net.out("bob"))
     raise AssertionError(f"no {which} message appeared")
+
+
+def with_bad_signature(net: Net, msg: RevealSignature | Signature) -> EncodedMessage:
+    """The same message with one bit of the DSA signature flipped, re-encrypted
+    and re-MACed with the keys Bob derives: only the signature check can fail."""
+    ake = net.conv("bob").instances[ALICE].ake
+    if isinstance(msg, RevealSignature):
+        gx = Reader(aes_ctr(msg.revealed_key, ZERO_CTR, ake._p.their_encrypted_gx)).mpi()
+        assert ake._p.our_dh is not None
+        keys = derive_ake_keys(dh.shared_secret(ake._p.our_dh, gx))
+        c, m2 = keys.c, keys.m2
+    else:
+        assert ake._p.keys is not None
+        c, m2 = ake._p.keys.c_prime, ake._p.keys.m2_prime
+    x = bytearray(aes_ctr(c, ZERO_CTR, msg.encrypted_signature))
+    x[-1] ^= 1
+    enc = aes_ctr(c, ZERO_CTR, bytes(x))
+    return replace(msg, encrypted_signature=enc, mac=hmac_sha256_160(m2, encode_data(enc)))
 
 
 def framed(forge: Callable[[DataMessage], EncodedMessage], msg: DataMessage) -> str:
