@@ -333,20 +333,21 @@ class Conversation:
         """Whether ``session`` should continue the master's pending AKE.
 
         Our D-H Commit goes out from the master before we know which instance
-        of the peer will answer.  The instance that answers it with a D-H Key,
-        or with a colliding D-H Commit, continues from a copy of the master's
-        AKE — unless its own exchange is at least as recent as our commit and
-        would take the message itself: then the two crossing exchanges are
-        resolved by that one (copying there is what makes two libotr-style
-        clients that start at once overwrite each other's exchange forever).
+        of the peer will answer.  The instance that answers it — with a D-H
+        Key, or with a colliding D-H Commit — continues from a copy of the
+        master's AKE, provided our commit is newer than anything that
+        instance's own AKE did: an instance whose exchange is more recent
+        (it just answered the peer's commit, or completed an AKE with our
+        commit already) resolves the message itself.  Copying there is what
+        makes two clients that start at once overwrite each other's exchange
+        forever, or resend a commit whose key was already revealed.
         """
-        own = session.ake
-        if own.state is AuthState.NONE:
-            return isinstance(msg, DHCommit | DHKey)
-        if not isinstance(msg, DHKey) or own.accepts_dhkey(msg):
+        if self._session_ake_seq.get(session.their_instance, 0) >= self._master_commit_seq:
             return False
-        newer = self._session_ake_seq.get(session.their_instance, 0) > self._master_commit_seq
-        return not newer
+        own = session.ake
+        if isinstance(msg, DHCommit):
+            return own.state is AuthState.NONE
+        return isinstance(msg, DHKey) and not own.accepts_dhkey(msg)
 
     def _flush_held(self, session: Session) -> list[ev.Event]:
         if not self._held:

@@ -644,13 +644,6 @@ def test_stale_commit_does_not_block_an_ake_started_by_the_other_side() -> None:
     assert net.state("bob") is MessageState.ENCRYPTED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="account.py _route copies the master's AKE into the instance session on a D-H "
-    "Commit too (libotr copies only on a D-H Key): after an AKE the master still holds "
-    "its old commit, so a refresh started by the peer's commit can resend that commit, "
-    "whose r was already revealed and whose D-H secret was kept all along",
-)
 def test_refresh_never_resends_a_commit_from_an_earlier_ake() -> None:
     for seed in range(6):
         net = Net(seed=seed)
