@@ -314,10 +314,6 @@ def bad_ake_message(net: Net, which: str, flaw: str) -> Inputs:
     """Run a real AKE up to Bob's last step, then corrupt the message he awaits.
     For "reveal" Alice commits (Bob asked); for "signature" Bob commits."""
     starter = "bob" if which == "reveal" else "alice"
-    # Bob's master keeps the AKE of the first exchange pending and would answer
-    # Alice's commit with that stale commit, swapping the roles (see the xfail
-    # test in test_session.py); start from a clean master so the roles hold.
-    net.conv("bob").master.ake.reset()
     net.conv(starter).start()
     target = RevealSignature if which == "reveal" else Signature
     for _ in range(4):
