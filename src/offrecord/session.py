@@ -19,7 +19,7 @@ from offrecord import events as ev
 from offrecord.ake import AKE, AKEComplete, AuthState
 from offrecord.crypto.dsa import DSAPrivateKey, DSAPublicKey
 from offrecord.crypto.primitives import RandomSource
-from offrecord.errors import LocalProtocolError, RemoteProtocolError
+from offrecord.errors import LocalProtocolError, OTRError, RemoteProtocolError
 from offrecord.keys import DataKeys
 from offrecord.policy import Policy
 from offrecord.smp import SMP, SMP_TLV_TYPES, SMPOutcome, smp_secret
@@ -179,6 +179,13 @@ class Session:
         return out
 
     def _go_encrypted(self, done: AKEComplete) -> list[ev.Event]:
+        fingerprint = done.their_fingerprint
+        # Ask the trust book first: if it fails (a storage error), no state has
+        # changed yet, and the fingerprint is treated as new and untrusted.
+        try:
+            new, trusted = self._owner.fingerprint_seen(self.peer, fingerprint)
+        except OTRError:
+            new, trusted = True, False
         refreshed = self.msgstate is MessageState.ENCRYPTED
         if self._keys is not None:
             self._keys.forget_all()
@@ -189,11 +196,9 @@ class Session:
         if done.version == 3:
             self.their_instance = done.their_instance
         self.their_public_key = done.their_public_key
+        self.their_fingerprint = fingerprint
         self.ssid = done.ssid
         self.ssid_bold_first = done.sent_reveal_signature
-        fingerprint = done.their_fingerprint
-        self.their_fingerprint = fingerprint
-        new, trusted = self._owner.fingerprint_seen(self.peer, fingerprint)
         out: list[ev.Event] = []
         if new:
             out.append(ev.NewFingerprint(fingerprint))
@@ -377,15 +382,20 @@ class Session:
         step = self.smp.receive(tlv)
         self._send_smp(step.reply)
         fingerprint = self.their_fingerprint
+        notes: list[ev.Event] = []
         if step.trust is not None and fingerprint is not None:
-            self._owner.set_trust(self.peer, fingerprint, "smp" if step.trust else "")
+            try:
+                self._owner.set_trust(self.peer, fingerprint, "smp" if step.trust else "")
+            except OTRError as exc:  # the SMP result stands; only saving it failed
+                notes.append(ev.MessageDiscarded(f"trust could not be saved: {exc}"))
         outcome = step.outcome
         if outcome is SMPOutcome.REQUESTED:
-            return [ev.SMPRequested(step.question)]
+            return [ev.SMPRequested(step.question), *notes]
         if outcome in (SMPOutcome.SUCCEEDED, SMPOutcome.FAILED):
-            return [ev.SMPResult(outcome is SMPOutcome.SUCCEEDED, verified=step.trust is True)]
+            verified = step.trust is True and not notes
+            return [ev.SMPResult(outcome is SMPOutcome.SUCCEEDED, verified=verified), *notes]
         if outcome is SMPOutcome.ABORTED:
-            return [ev.SMPAborted()]
+            return [ev.SMPAborted(), *notes]
         if outcome in (SMPOutcome.CHEATED, SMPOutcome.ERROR):
-            return [ev.SMPError(step.reason or outcome.value)]
-        return []
+            return [ev.SMPError(step.reason or outcome.value), *notes]
+        return notes
