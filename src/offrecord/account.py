@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from offrecord import events as ev
 from offrecord.ake import AuthState
@@ -32,6 +33,9 @@ from offrecord.wire.messages import (
     EncodedMessage,
     decode_message,
 )
+
+if TYPE_CHECKING:
+    from offrecord.storage.base import Store
 
 __all__ = ["MIN_INSTANCE_TAG", "Account", "Conversation", "ReplyLimiter", "TrustBook"]
 
@@ -410,6 +414,38 @@ class Account:
 
     def __repr__(self) -> str:
         return f"Account(name={self._name!r}, protocol={self.protocol!r})"
+
+    @classmethod
+    def from_store(
+        cls,
+        store: Store,
+        name: str,
+        protocol: str,
+        *,
+        random_bytes: RandomSource = system_random,
+        **options: Any,
+    ) -> Account:
+        """An account whose key, instance tag and trust live in ``store``
+        (e.g. ``LibotrStore("~/.purple")``).
+
+        The key must exist (``offrecord keys generate``, or
+        :func:`offrecord.keygen.ensure_private_key` in an application); the
+        instance tag is made and saved on first use, as libotr does; new
+        fingerprints and SMP results are written to the store.
+        """
+        # Imported here: the storage adapter builds on this module.
+        from offrecord.storage.trust import StoreTrustBook
+
+        key = store.get_private_key(name, protocol)
+        if key is None:
+            raise LocalProtocolError(f"no private key for {name} ({protocol}) in the store")
+        tag = store.get_instance_tag(name, protocol)
+        if tag is None:
+            tag = new_instance_tag(random_bytes)
+            store.save_instance_tag(name, protocol, tag)
+        trust = StoreTrustBook(store, name, protocol)
+        return cls(name, protocol, key, instance_tag=tag, random_bytes=random_bytes,
+                   trust=trust, **options)  # fmt: skip
 
     # -- SessionOwner ------------------------------------------------------
 
