@@ -584,6 +584,27 @@ def test_heartbeat_after_a_long_silence() -> None:
     assert data_messages_from(net, "bob", mark) == []
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="session.py _receive_data: any data message, even an empty one (a heartbeat), "
+    "can trigger a heartbeat; libotr 4.1.1 sends one only after a non-empty message",
+)
+def test_a_heartbeat_is_not_answered_with_a_heartbeat() -> None:
+    clock = Clock()
+    net = Net(Policy.MANUAL, Policy.MANUAL, clock=clock)
+    net.secure()
+    clock.now += 100
+    net.conv("bob").send("hello?")  # Bob speaks at t+100 ...
+    (late,) = net.outgoing("bob")
+    clock.now += 100  # ... and it reaches Alice at t+200
+    net.deliver("alice", late)
+    (heartbeat,) = [m for t in net.outgoing("alice") if isinstance(m := decoded(t), DataMessage)]
+    assert heartbeat.flags & FLAG_IGNORE_UNREADABLE
+    # Bob last spoke 100 s ago, but this is a heartbeat: he must not answer it.
+    assert net.deliver("bob", net.wire[-1][1]) == []
+    assert net.outgoing("bob") == []
+
+
 def test_no_heartbeat_without_a_clock() -> None:
     net = Net(Policy.MANUAL, Policy.MANUAL)
     net.secure()
