@@ -280,8 +280,11 @@ class Session:
             out.append(ev.MessageReceived(text, True, instance=self.their_instance, tlvs=tlvs))
         for tlv in tlvs:
             out.extend(self._handle_tlv(tlv, decrypted.extra_key))
+        # Only a message with text earns a heartbeat (as in libotr): answering
+        # heartbeats with heartbeats would keep two idle clients talking.
         if (
-            self.msgstate is MessageState.ENCRYPTED
+            text
+            and self.msgstate is MessageState.ENCRYPTED
             and now is not None
             and (self.last_sent is None or now - self.last_sent >= HEARTBEAT_INTERVAL)
         ):
