@@ -1,5 +1,9 @@
 """Suite-wide test configuration.
 
+Hypothesis: under CI (``CI=true``) examples are derandomized and unbounded in
+time, so a run is reproducible and a loaded 2-core machine cannot make a test
+flaky; locally they stay random, to keep finding new cases.
+
 Under ``scripts/test.sh`` (and so in CI) ``OFFRECORD_REQUIRE_LIBOTR=1`` is set:
 an interop test that would be skipped because libotr is missing fails
 instead, so a green run always means the libotr tests really ran.
@@ -11,6 +15,11 @@ import os
 from collections.abc import Generator
 
 import pytest
+from hypothesis import settings
+
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("dev", deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") == "true" else "dev")
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -268,7 +268,8 @@ class Conversation:
             )
             out.append(ev.MessageReceived(incoming.text, False, unencrypted_warning=warn))
         if incoming.kind is Kind.TAGGED_PLAINTEXT:
-            if policy & Policy.WHITESPACE_START_AKE:
+            # As libotr: a tag starts an AKE only when we are not already private.
+            if policy & Policy.WHITESPACE_START_AKE and self.state is not MessageState.ENCRYPTED:
                 out.extend(self._start_ake_if_offered(incoming, always=False))
         elif self._offer == _Offer.SENT:
             self._offer = _Offer.REJECTED
@@ -322,6 +323,10 @@ class Conversation:
             return f"message for another instance (0x{msg.receiver_tag:08x})"
         session = self.instances.get(msg.sender_tag)
         if session is None:
+            if not isinstance(msg, DHCommit | DHKey):
+                # Only an AKE opens a session with a new instance; libotr drops
+                # the rest silently, and so garbage cannot use up the slots.
+                return f"message from unknown instance 0x{msg.sender_tag:08x}"
             if len(self.instances) >= self._account.max_instances:
                 return "too many instances of this peer"
             session = self._new_session(msg.sender_tag)

@@ -75,7 +75,9 @@ def quoted(draw: st.DrawFn, data: bytes) -> bytes:
     out = bytearray(b'"')
     for byte in data:
         choices = [*_ESCAPES.get(byte, []), b"\\x%02x" % byte, b"\\x%02X" % byte, b"\\%03o" % byte]
-        if byte not in (0x22, 0x5C):
+        # A raw CR or LF could merge with a preceding line continuation
+        # ("\\\r" + "\n" reads as one "\\\r\n" continuation, as in libgcrypt).
+        if byte not in (0x22, 0x5C, 0x0A, 0x0D):
             choices.append(bytes([byte]))
         out += draw(st.sampled_from(choices))
         if draw(st.integers(0, 9)) == 0:

@@ -28,7 +28,8 @@ def _account(policy: Policy = Policy.ALWAYS, clock: list[float] | None = None) -
 
 
 def _unreadable() -> str:
-    msg = DataMessage(3, 0x2000, 0x1000, 0, 1, 1, 5, b"\x00" * 7 + b"\x01", b"x", b"\x00" * 20, b"")
+    # Version 2 (no instances): it reaches the master session, which cannot read it.
+    msg = DataMessage(2, 0, 0, 0, 1, 1, 5, b"\x00" * 7 + b"\x01", b"x", b"\x00" * 20, b"")
     return frame(encode_message(msg))
 
 

@@ -105,7 +105,8 @@ def _decode_body(text: str, start: int) -> bytes:
     end = text.find(".", start)
     if end < 0:
         raise RemoteProtocolError("encoded OTR message has no terminating '.'")
-    body = text[start:end]
+    # Some transports wrap long lines; libotr's decoder skips such characters.
+    body = "".join(text[start:end].split())
     if len(body) > MAX_ENCODED_LEN:
         raise RemoteProtocolError("encoded OTR message is too long")
     if not body:
