@@ -12,7 +12,7 @@ before anything (counters, rotation, revealed MAC keys) changes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from offrecord.ake import AKEComplete
 from offrecord.crypto import dh
@@ -118,14 +118,14 @@ class DataKeys:
         unsigned = DataMessage(
             self.version, sender_tag, receiver_tag, flags, our_id, their_id,
             self._our[self.our_keyid].public, counter,
-            aes_ctr(keys.send_aes, counter, plaintext), b"\x00" * 20, b"",
+            aes_ctr(keys.send_aes, counter, plaintext), b"", b"",
         )  # fmt: skip
-        mac = hmac_sha1(keys.send_mac, unsigned.authenticated_part())
         revealed, self._to_reveal = bytes(self._to_reveal), bytearray()
-        msg = DataMessage(
-            unsigned.version, sender_tag, receiver_tag, flags, our_id, their_id,
-            unsigned.next_dh, counter, unsigned.encrypted, mac, revealed,
-        )  # fmt: skip
+        msg = replace(
+            unsigned,
+            mac=hmac_sha1(keys.send_mac, unsigned.authenticated_part()),
+            old_mac_keys=revealed,
+        )
         return msg, keys.extra_symmetric_key()
 
     # -- receiving ----------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import textwrap
 from collections.abc import Callable
+from dataclasses import replace
 
 from offrecord import events as ev
 from offrecord.account import Account
@@ -173,18 +174,8 @@ def _deniability(relay: _Relay, out: Callable[[str], None]) -> None:
                 continue
             # Flip bits of the ciphertext (AES-CTR is malleable), then re-MAC it
             # with the published key: the forgery verifies like the original.
-            flipped = bytes([msg.encrypted[0] ^ 0x01]) + msg.encrypted[1:]
-            forged = DataMessage(
-                msg.version, msg.sender_tag, msg.receiver_tag, msg.flags, msg.sender_keyid,
-                msg.recipient_keyid, msg.next_dh, msg.counter, flipped, b"\x00" * 20,
-                msg.old_mac_keys,
-            )  # fmt: skip
-            mac = hmac_sha1(mac_key, forged.authenticated_part())
-            forged = DataMessage(
-                forged.version, forged.sender_tag, forged.receiver_tag, forged.flags,
-                forged.sender_keyid, forged.recipient_keyid, forged.next_dh, forged.counter,
-                forged.encrypted, mac, forged.old_mac_keys,
-            )  # fmt: skip
+            forged = replace(msg, encrypted=bytes([msg.encrypted[0] ^ 0x01]) + msg.encrypted[1:])
+            forged = replace(forged, mac=hmac_sha1(mac_key, forged.authenticated_part()))
             wire = frame(encode_message(forged))
             ok = hmac_sha1(mac_key, forged.authenticated_part()) == forged.mac
             out(f"    {len(revealed)} MAC key(s) are public; one authenticates an earlier message.")

@@ -21,6 +21,7 @@ arguments raise :class:`~offrecord.errors.LocalProtocolError`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final, Protocol, runtime_checkable
 
@@ -47,6 +48,7 @@ __all__ = [
     "decode_name",
     "encode_name",
     "private_key_problem",
+    "select_fingerprints",
 ]
 
 TRUST_NONE: Final = ""
@@ -249,3 +251,21 @@ def private_key_problem(key: DSAPrivateKey) -> str | None:
     if not 1 < y < p or gmpy2.powmod_sec(g, x, p) != y:
         return "DSA x and y do not belong together"
     return None
+
+
+def select_fingerprints(
+    records: Iterable[FingerprintRecord], account: str, protocol: str, username: str | None
+) -> tuple[FingerprintRecord, ...]:
+    """The records of one local account (and one peer, if ``username`` is given),
+    in their stored order; the names are checked as every store checks them."""
+    check_name(account, "account")
+    check_name(protocol, "protocol")
+    if username is not None:
+        check_name(username, "username")
+    return tuple(
+        record
+        for record in records
+        if record.account == account
+        and record.protocol == protocol
+        and (username is None or record.username == username)
+    )

@@ -104,6 +104,7 @@ from offrecord.storage.base import (
     decode_name,
     encode_name,
     private_key_problem,
+    select_fingerprints,
 )
 from offrecord.storage.sexp import Atom, SList
 
@@ -718,17 +719,7 @@ class LibotrStore:
     def list_fingerprints(
         self, account: str, protocol: str, username: str | None = None
     ) -> tuple[FingerprintRecord, ...]:
-        check_name(account, "account")
-        check_name(protocol, "protocol")
-        if username is not None:
-            check_name(username, "username")
-        return tuple(
-            record
-            for record in self._fingerprints.load()
-            if record.account == account
-            and record.protocol == protocol
-            and (username is None or record.username == username)
-        )
+        return select_fingerprints(self._fingerprints.load(), account, protocol, username)
 
     def get_fingerprint(
         self, account: str, protocol: str, username: str, fingerprint: bytes

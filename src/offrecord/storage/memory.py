@@ -18,6 +18,7 @@ from offrecord.storage.base import (
     check_instance_tag,
     check_name,
     check_trust,
+    select_fingerprints,
 )
 
 __all__ = ["MemoryStore"]
@@ -76,18 +77,9 @@ class MemoryStore:
     def list_fingerprints(
         self, account: str, protocol: str, username: str | None = None
     ) -> tuple[FingerprintRecord, ...]:
-        check_name(account, "account")
-        check_name(protocol, "protocol")
-        if username is not None:
-            check_name(username, "username")
         with self._lock:
-            return tuple(
-                record
-                for record in self._fingerprints.values()
-                if record.account == account
-                and record.protocol == protocol
-                and (username is None or record.username == username)
-            )
+            records = tuple(self._fingerprints.values())
+        return select_fingerprints(records, account, protocol, username)
 
     def get_fingerprint(
         self, account: str, protocol: str, username: str, fingerprint: bytes
