@@ -296,6 +296,11 @@ class Session:
             self._finish()
             return [ev.SessionFinished(self.their_instance)]
         if tlv.type in SMP_TLV_TYPES:
+            if self.msgstate is not MessageState.ENCRYPTED:
+                # An earlier TLV of the same message ended the conversation:
+                # there are no keys left to answer with (libotr 4.1.0 freed an
+                # uninitialised pointer here).
+                return [ev.MessageDiscarded("SMP message after the conversation ended")]
             return self._handle_smp(tlv)
         if tlv.type == TLVType.EXTRA_SYMMETRIC_KEY:
             if len(tlv.value) < 4:
