@@ -162,9 +162,12 @@ class ExtraSymmetricKey(Event):
 
 @dataclass(frozen=True, slots=True)
 class SMPRequested(Event):
-    """The peer started SMP; answer with ``Session.smp_respond(secret)``."""
+    """The peer started SMP; answer with ``Session.smp_respond(secret)``.
 
-    question: str | None
+    ``question`` travelled encrypted like message text and is kept out of
+    ``repr`` the same way."""
+
+    question: str | None = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -234,7 +234,7 @@ class SMPStep:
 
     outcome: SMPOutcome
     reply: tuple[TLV, ...] = ()
-    question: str | None = None
+    question: str | None = field(default=None, repr=False)
     trust: bool | None = None
     reason: str | None = None
 
@@ -249,9 +249,9 @@ class SMPStep:
         return self.outcome not in (SMPOutcome.REQUESTED, SMPOutcome.IN_PROGRESS)
 
 
-# Per-state data.  Every field but the question is kept out of repr: the
-# exponents and the secret obviously, the derived group values because they
-# are products of secrets that no eavesdropper sees.
+# Per-state data.  Every field is kept out of repr: the exponents and the
+# secret obviously, the derived group values because they are products of
+# secrets that no eavesdropper sees, the question because it is private text.
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,7 +263,7 @@ class _Idle:
 class _AwaitAnswer:
     g2a: int = field(repr=False)
     g3a: int = field(repr=False)
-    question: str | None
+    question: str | None = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)
