@@ -57,8 +57,12 @@ class Reaction:
 
 @dataclass(frozen=True)
 class SessionView:
-    encrypted: bool
+    state: str  # "plaintext", "encrypted" or "finished"
     ssid: str | None
+
+    @property
+    def encrypted(self) -> bool:
+        return self.state == "encrypted"
 
 
 class Party(Protocol):
@@ -67,6 +71,7 @@ class Party(Protocol):
 
     def type(self, text: str) -> Reaction: ...
     def start(self) -> Reaction: ...
+    def end(self) -> Reaction: ...
     def receive(self, data: str) -> Reaction: ...
     def tick(self, now: float) -> Reaction: ...
     def view(self) -> SessionView: ...
@@ -143,6 +148,9 @@ class OffrecordParty:
             return reaction
         return self._react([])
 
+    def end(self) -> Reaction:
+        return self._react(self.conversation.end())
+
     def receive(self, data: str) -> Reaction:
         return self._react(self.account.receive(self.peer, data))
 
@@ -154,7 +162,7 @@ class OffrecordParty:
         session = self.conversation.best_session()
         encrypted = session.msgstate is MessageState.ENCRYPTED
         ssid = session.ssid.hex().upper() if encrypted and session.ssid is not None else None
-        return SessionView(encrypted, ssid)
+        return SessionView(session.msgstate.value, ssid)
 
     def close(self) -> None:
         pass
@@ -203,6 +211,9 @@ class LibotrParty:
     def start(self) -> Reaction:
         return self._run({"op": "start"})
 
+    def end(self) -> Reaction:
+        return self._run({"op": "end"})
+
     def receive(self, data: str) -> Reaction:
         return self._run({"op": "recv", "data": data})
 
@@ -211,8 +222,8 @@ class LibotrParty:
 
     def view(self) -> SessionView:
         (status,) = [e for e in self.peer.command({"op": "status"}) if e["ev"] == "status"]
-        encrypted = status["state"] == "encrypted"
-        return SessionView(encrypted, status["ssid"] if encrypted else None)
+        state = status["state"]
+        return SessionView(state, status["ssid"] if state == "encrypted" else None)
 
     def close(self) -> None:
         self.peer.close()

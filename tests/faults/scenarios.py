@@ -18,7 +18,7 @@ from tests.faults.network import (
     random_schedule,
     truncate,
 )
-from tests.faults.simulation import Script, Start, Type, Wait
+from tests.faults.simulation import End, Script, Start, Type, Wait
 
 
 @dataclass(frozen=True)
@@ -108,6 +108,13 @@ SCENARIOS: tuple[Scenario, ...] = (
         (DELIVER,) * 6 + random_schedule(9, 40, p_drop=0.15, p_duplicate=0.15, p_delay=0.3),
     ),
     Scenario(
+        "end-under-faults",
+        "one user ends the conversation while the other types; the disconnect "
+        "message and the other side's data are lost or late",
+        (Start(A), Wait(6), Type(A), End(B), Type(A), Type(B), Wait(2), Type(A), Start(A)),
+        (DELIVER,) * 6 + (DROP, delay(2), DELIVER, duplicate(0, 2), DROP, delay(1)),
+    ),
+    Scenario(
         "fragments-shuffled",
         "fragmented messages (140-character limit) dropped, duplicated and reordered",
         (Start(A), Wait(4), Type(A), Type(B), Wait(2), Start(B), Type(A), Type(B)),
@@ -148,5 +155,7 @@ actions = st.one_of(
     st.builds(Type, _sides),
     st.builds(Start, _sides),
     st.builds(Wait, st.integers(1, 4)),
+    st.builds(Type, _sides),
+    st.builds(End, _sides),
 )
 scripts: st.SearchStrategy[Script] = st.lists(actions, min_size=1, max_size=8).map(tuple)

@@ -56,11 +56,16 @@ class Start:
 
 
 @dataclass(frozen=True)
+class End:
+    side: Side
+
+
+@dataclass(frozen=True)
 class Wait:
     steps: int
 
 
-Action = Type | Start | Wait
+Action = Type | Start | End | Wait
 Script = tuple[Action, ...]
 
 
@@ -77,7 +82,7 @@ class Flood(AssertionError):
 class Typed:
     side: Side
     text: str = field(repr=False)
-    encrypted_before: bool
+    state_before: str  # the sender's message state when the user typed
     refused: bool
 
 
@@ -128,8 +133,8 @@ class Simulation:
         if text is None:
             text = f"hello {side.lower()}#{len(self.typed)} from the fault tests"
         self.user_actions += 1
-        before = self.parties[side].view().encrypted
-        self.trace.append(f"step {self.net.step}: {side} types {text!r}")
+        before = self.parties[side].view().state
+        self.trace.append(f"step {self.net.step}: {side} ({before}) types {text!r}")
         reaction = self.parties[side].type(text)
         self.typed.append(Typed(side, text, before, reaction.refused))
         self._absorb(side, reaction)
@@ -139,6 +144,11 @@ class Simulation:
         self.user_actions += 1
         self.trace.append(f"step {self.net.step}: {side} types /otr start")
         self._absorb(side, self.parties[side].start())
+
+    def end(self, side: Side) -> None:
+        self.user_actions += 1
+        self.trace.append(f"step {self.net.step}: {side} types /otr end")
+        self._absorb(side, self.parties[side].end())
 
     def step(self) -> None:
         self.clock.advance(STEP_SECONDS)
@@ -163,6 +173,8 @@ class Simulation:
                 self.type(action.side)
             elif isinstance(action, Start):
                 self.start(action.side)
+            elif isinstance(action, End):
+                self.end(action.side)
             else:
                 for _ in range(action.steps):
                     self.step()
@@ -242,18 +254,20 @@ class Simulation:
         out: list[str] = []
         policies = {s: self.parties[s].policy for s in SIDES}
 
-        # Nothing typed under REQUIRE_ENCRYPTION, or while encrypted, goes out
-        # in plaintext, whole or in fragments.
+        # Nothing typed under REQUIRE_ENCRYPTION, or while the conversation
+        # was private (encrypted, or finished by the peer), goes out in
+        # plaintext, whole or in fragments; held or refused text is reported.
         wire = {s: self._wire_text(s) for s in SIDES}
         for typed in self.typed:
             required = bool(policies[typed.side] & Policy.REQUIRE_ENCRYPTION)
-            if not (required or typed.encrypted_before):
+            private = typed.state_before != "plaintext"
+            if not (required or private):
                 continue
             if any(typed.text in data for data in wire[typed.side]):
-                why = "REQUIRE_ENCRYPTION" if required else "an encrypted session"
+                why = "REQUIRE_ENCRYPTION" if required else f"an {typed.state_before} session"
                 out.append(f"{typed.text!r} typed by {typed.side} under {why} left in plaintext")
-            if required and not typed.encrypted_before and not typed.refused:
-                out.append(f"{typed.text!r} held for encryption without telling {typed.side}")
+            if typed.state_before != "encrypted" and not typed.refused:
+                out.append(f"{typed.text!r} held or refused without telling {typed.side}")
 
         # Every shown message was sent exactly so by the other side; an
         # encrypted one is shown at most once (duplicates and replays rejected).

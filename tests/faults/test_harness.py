@@ -101,8 +101,13 @@ class FakeParty:
     def tick(self, now: float) -> Reaction:
         return Reaction()
 
+    def end(self) -> Reaction:
+        return Reaction()
+
     def view(self) -> SessionView:
-        return SessionView(self.encrypted, "S" if self.encrypted else None)
+        if self.encrypted:
+            return SessionView("encrypted", "S")
+        return SessionView("plaintext", None)
 
     def close(self) -> None:
         pass
