@@ -17,6 +17,7 @@ __all__ = [
     "ChatTransport",
     "Delivered",
     "Disconnected",
+    "Notice",
     "TransportError",
     "TransportEvent",
 ]
@@ -42,7 +43,19 @@ class Disconnected:
     reason: str
 
 
-TransportEvent = Delivered | Disconnected
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Something the network says that is not a buddy's chat message: a
+    server reply about a buddy ("no such nick"), an IRC NOTICE.  The client
+    shows it to the user and never feeds it to OTR.  ``sender`` is the
+    normalised buddy it concerns, or ``None`` for the network itself.
+    Transports that have nothing of the kind never produce it."""
+
+    sender: str | None
+    text: str
+
+
+TransportEvent = Delivered | Notice | Disconnected
 
 
 class ChatTransport(Protocol):
