@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from offrecord.cli.chat import register_chat_commands
 from offrecord.cli.demo import run_demo
 from offrecord.cli.keys import register_commands
 
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     peer.set_defaults(func=_cmd_peer)
 
     register_commands(sub)
+    register_chat_commands(sub)
     return parser
 
 
