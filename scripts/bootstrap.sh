@@ -11,7 +11,7 @@ want_system=0
 if [ "$want_system" = 1 ]; then
     # libotr 4.1.1 (the reference implementation) for the interop tests, and a
     # C compiler for the small libotr-based test peer.
-    packages=(libotr5-dev libgcrypt20-dev gcc pkg-config)
+    packages=(libotr5-dev libgcrypt20-dev gcc pkg-config ngircd)
     missing=()
     for p in "${packages[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

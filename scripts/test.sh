@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh --system
-export OFFRECORD_REQUIRE_LIBOTR=1
+export OFFRECORD_REQUIRE_LIBOTR=1 OFFRECORD_REQUIRE_SERVERS=1
 echo "== ruff"
 .venv/bin/ruff check src tests benchmarks
 echo "== mypy --strict"
