@@ -1,0 +1,166 @@
+"""The terminal UI, headless: prompt_toolkit reads from a pipe and draws to a
+dummy output, while the client talks to a scripted buddy over an in-memory
+network."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from prompt_toolkit.application import create_app_session
+from prompt_toolkit.filters import to_filter
+from prompt_toolkit.input import PipeInput, create_pipe_input
+from prompt_toolkit.output import DummyOutput
+
+from offrecord.account import Account
+from offrecord.chat.client import ChatClient
+from offrecord.chat.render import STATE_LABELS, ChatState
+from offrecord.chat.script import EXIT_DISCONNECTED, EXIT_OK
+from offrecord.chat.tui import ChatScreen
+from offrecord.policy import Policy
+from tests.unit.test_chat_client import FakeTransport, Network, Party, key_for, until
+
+Fragments = list[tuple[str, str]]
+
+
+def plain(fragments: Fragments) -> str:
+    return "".join(text for _, text in fragments)
+
+
+class Harness:
+    def __init__(self, pipe: PipeInput) -> None:
+        self.pipe = pipe
+        self.network = Network()
+        self.screen = ChatScreen()
+        transport = FakeTransport(self.network, "alice")
+        account = Account(transport.account_name, transport.protocol, key_for("alice"),
+                          policy=Policy.MANUAL, clock=time.monotonic)  # fmt: skip
+        self.client = ChatClient(account, transport, self.screen.show, tick_interval=0.05)
+        self.receiving = asyncio.ensure_future(self.client.receive_loop())
+        self.running = asyncio.ensure_future(self.screen.run(self.client, self.receiving))
+        self.bob = Party(self.network, "bob")
+
+    def type(self, text: str) -> None:
+        self.pipe.send_text(text + "\r")
+
+    @property
+    def prompt(self) -> str:
+        return plain(self.screen.prompt())
+
+    def shown(self) -> list[str]:
+        return [plain(line) for line in self.screen.history]
+
+    def showed(self, text: str) -> bool:
+        return any(text in line for line in self.shown())
+
+
+def headless(test: Callable[[Harness], Coroutine[Any, Any, None]]) -> None:
+    async def main() -> None:
+        with create_pipe_input() as pipe, create_app_session(input=pipe, output=DummyOutput()):
+            harness = Harness(pipe)
+            try:
+                await test(harness)
+            finally:
+                await harness.bob.stop()
+                if not harness.running.done():
+                    harness.running.cancel()
+                await harness.client.quit()
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+
+
+async def secure(h: Harness) -> None:
+    await until(lambda: h.screen.session is not None)
+    h.type("/query bob")
+    await until(lambda: h.client.current == "bob")
+    h.type("/otr start")
+    await until(lambda: h.client.state_of("bob") is ChatState.UNVERIFIED)
+
+
+def test_start_send_and_the_state_in_the_prompt() -> None:
+    async def test(h: Harness) -> None:
+        await until(lambda: h.screen.session is not None)
+        assert "/query NICK" in h.prompt
+        assert h.showed("type /help")
+        h.type("/query bob")
+        await until(lambda: h.client.current == "bob")
+        assert h.prompt.startswith("bob [NOT PRIVATE]")
+        h.type("in the clear")
+        await until(lambda: h.bob.has("recv alice plaintext in the clear"))
+        assert h.showed("[NOT PRIVATE] > bob: in the clear")
+        h.type("/otr start")
+        await until(lambda: h.prompt.startswith("bob [private, UNVERIFIED]"))
+        assert h.showed("the conversation is now private, UNVERIFIED")
+        h.type("secret stuff")
+        await until(lambda: h.bob.has("recv alice encrypted secret stuff"))
+        assert h.showed("[private, UNVERIFIED] > bob: secret stuff")
+        await h.bob.do("/query alice")
+        await h.bob.do("hi alice")
+        await until(lambda: h.showed("[private, UNVERIFIED] <bob> hi alice"))
+        h.type("/otr trust")
+        await until(lambda: h.prompt.startswith("bob [private, verified]"))
+        await h.bob.do("/otr end")
+        await until(lambda: h.client.state_of("bob") is ChatState.FINISHED)
+        assert STATE_LABELS[ChatState.FINISHED] in h.prompt
+        h.type("/quit")
+        assert await asyncio.wait_for(h.running, 10) == EXIT_OK
+
+    headless(test)
+
+
+def test_smp_request_turns_the_prompt_into_a_secret_question() -> None:
+    async def test(h: Harness) -> None:
+        await secure(h)
+        await h.bob.do("/query alice")
+        await h.bob.do('/otr smp "name of our cat?" whiskers')
+        await until(lambda: h.screen.asking == "bob")
+        assert h.prompt.startswith("SMP: bob asks: name of our cat?")
+        assert h.screen.session is not None
+        assert to_filter(h.screen.session.is_password)()  # the answer is masked
+        assert h.showed("wants to verify you with a shared secret")
+        h.type("whiskers")
+        await until(lambda: h.bob.has("smp-result alice success verified"))
+        await until(lambda: h.showed("smp-result bob: success unverified"))
+        assert h.screen.asking is None
+        assert not to_filter(h.screen.session.is_password)()
+        assert h.prompt.startswith("bob [private, UNVERIFIED]")
+        assert not h.showed("whiskers")  # the secret is never shown
+
+    headless(test)
+
+
+def test_an_empty_answer_aborts_smp() -> None:
+    async def test(h: Harness) -> None:
+        await secure(h)
+        await h.bob.do("/query alice")
+        await h.bob.do("/otr smp secret")
+        await until(lambda: h.screen.asking == "bob")
+        h.type("")
+        await until(lambda: h.bob.has("smp-aborted alice"))
+        assert h.screen.asking is None
+
+    headless(test)
+
+
+def test_bad_commands_are_explained_and_script_commands_refused() -> None:
+    async def test(h: Harness) -> None:
+        await until(lambda: h.screen.session is not None)
+        h.type("/frob")
+        await until(lambda: h.showed("unknown command /frob"))
+        h.type("/wait secured")
+        await until(lambda: h.showed("/wait and /sleep are for scripts"))
+        h.type("/help")
+        await until(lambda: h.showed("/otr smp [QUESTION] SECRET"))
+
+    headless(test)
+
+
+def test_losing_the_network_ends_the_ui() -> None:
+    async def test(h: Harness) -> None:
+        await until(lambda: h.screen.session is not None)
+        await h.client.transport.close()
+        assert await asyncio.wait_for(h.running, 10) == EXIT_DISCONNECTED
+
+    headless(test)
