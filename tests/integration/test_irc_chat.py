@@ -50,7 +50,7 @@ def test_two_clients_talk_privately_through_ngircd(ngircd: Ngircd, tmp_path: Pat
                 f'/otr smp "{QUESTION}" {SECRET}',
                 "/wait smp-result bob 30",
                 "/otr status",
-                "/wait recv bob encrypted bye 30",
+                "/wait recv bob encrypted bye now 30",
                 "/otr end",
                 "",
             ]
@@ -69,7 +69,7 @@ def test_two_clients_talk_privately_through_ngircd(ngircd: Ngircd, tmp_path: Pat
                 "/wait smp-asked alice 30",
                 f"/otr smp-respond {SECRET}",
                 "/wait smp-result alice 30",
-                "bye",
+                "bye now",
                 "/wait state alice finished 30",
                 "",
             ]
@@ -130,7 +130,7 @@ def test_two_clients_talk_privately_through_ngircd(ngircd: Ngircd, tmp_path: Pat
         for proxy in (alice_proxy, bob_proxy)
         for direction in (True, False)
     )
-    for secret in (SECRET, "L0000", "got it", "bye", QUESTION):
+    for secret in (SECRET, "L0000", "got it", "bye now", QUESTION):
         assert secret.encode() not in everything
 
     # Every line the server relayed to bob fits IRC's 512 bytes, and the
