@@ -64,6 +64,15 @@ class ChatTransport(Protocol):
     ``protocol`` and ``account_name`` are what the key, fingerprint and
     instance-tag files record for this account, as Pidgin writes them
     (``prpl-irc`` / ``prpl-jabber``).
+
+    How the chat client (:class:`offrecord.chat.ChatClient`) uses it: it
+    builds the transport (inside the running event loop), reads
+    ``account_name``/``protocol`` to load the key, awaits :meth:`connect`,
+    then consumes :meth:`events` in one task while calling :meth:`send` from
+    others; before sending it sets OTR's fragment size from
+    :meth:`max_message_size`.  Messages of one call to :meth:`send` and of
+    consecutive calls must reach the buddy in order (OTR fragments).  At the
+    end it awaits :meth:`close`, which must first deliver what was sent.
     """
 
     @property
@@ -88,13 +97,18 @@ class ChatTransport(Protocol):
 
     async def send(self, buddy: str, text: str, *, otr: bool) -> None:
         """Send one message.  ``otr`` is true for OTR protocol traffic, which a
-        transport may mark as not to be stored or copied (XMPP hints)."""
+        transport may mark as not to be stored or copied (XMPP hints).
+
+        It may return once the message is queued (IRC paces its lines);
+        raises :class:`TransportError` when not connected."""
         ...
 
     def events(self) -> AsyncIterator[TransportEvent]:
-        """Incoming messages in arrival order, ending after :class:`Disconnected`."""
+        """Incoming messages in arrival order, ending after :class:`Disconnected`
+        (also after :meth:`close`).  Called once."""
         ...
 
     async def close(self) -> None:
-        """Leave the network politely; safe to call twice."""
+        """Deliver what was queued, leave the network politely and end
+        :meth:`events`; safe to call twice."""
         ...
