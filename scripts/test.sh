@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh --system
 export OFFRECORD_REQUIRE_LIBOTR=1 OFFRECORD_REQUIRE_SERVERS=1
 echo "== ruff"
-.venv/bin/ruff check src tests benchmarks
+.venv/bin/ruff check src tests benchmarks fuzz
 echo "== mypy --strict"
 .venv/bin/mypy
 echo "== pytest"
