@@ -132,7 +132,6 @@ class Oracle:
               ctypes.c_int, ctypes.POINTER(ctypes.c_int), _vp, _vp], _vp),
             (o, "otrl_tlv_parse", [ctypes.c_char_p, ctypes.c_size_t], ctypes.POINTER(_TLV)),
             (o, "otrl_tlv_free", [ctypes.POINTER(_TLV)], None),
-            (o, "otrl_proto_message_type", [ctypes.c_char_p], ctypes.c_int),
         ]  # fmt: skip
         for lib, name, argtypes, restype in table:
             function = getattr(lib, name)
@@ -265,10 +264,6 @@ class Oracle:
         finally:
             if buf:
                 self._libs.libc.free(buf)
-
-    def message_type(self, message: bytes) -> int:
-        """``otrl_proto_message_type`` (an ``OtrlMessageType`` value)."""
-        return int(self._libs.otr.otrl_proto_message_type(message))
 
     def tlv_count(self, serialized: bytes) -> int:
         """How many records ``otrl_tlv_parse`` reads from ``serialized``."""

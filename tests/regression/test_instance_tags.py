@@ -20,12 +20,14 @@ import pytest
 
 from offrecord import events as ev
 from offrecord.account import Account
-from offrecord.errors import LocalProtocolError
+from offrecord.errors import LocalProtocolError, StorageError
 from offrecord.policy import Policy
 from offrecord.session import MessageState
+from offrecord.storage import LibotrStore
 from offrecord.wire.envelope import classify
 from offrecord.wire.fragment import Fragment, parse_fragment
 from offrecord.wire.messages import DHCommit, DHKey, decode_message
+from tests.interop import libotr_ctypes
 from tests.interop.offrecord_peer import InProcessPeer
 from tests.interop.router import Router, SubprocessPeer, peer_args
 from tests.regression.pair import BOB_TAG, Pair, wire
@@ -185,3 +187,37 @@ def test_policy_presets_share_the_tag_rules() -> None:
         events = pair.feed("bob", wire(replace(commit, sender_tag=0xFF)))
         assert [type(e) for e in events] == [ev.MessageDiscarded]
         assert pair.out("bob") == []
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("name", list(EDGES))
+def test_instance_tag_edges_in_the_instance_tags_file(tmp_path: Path, name: str) -> None:
+    """``otr.instance_tags`` lines with each edge tag, read by libotr
+    (``otrl_instag_read``) and by :class:`LibotrStore`: both take the real
+    tags; libotr silently skips 0 and the reserved tags, offrecord refuses
+    the file (StorageError naming file and line) rather than make a new tag
+    behind the user's back.  Writing a real tag gives a file libotr reads."""
+    lib = libotr_ctypes.load()
+    if lib is None:
+        pytest.skip("libotr.so.5 cannot be loaded")
+    tag = EDGES[name]
+    path = tmp_path / "otr.instance_tags"
+    path.write_text(f"alice@example.org\tprpl-jabber\t{tag:08x}\n")
+    with lib.userstate() as us:
+        us.instag_read(path)
+        from_libotr = us.instag_find(b"alice@example.org", b"prpl-jabber")
+    store = LibotrStore(tmp_path)
+    if name in VALID:
+        assert from_libotr == tag
+        assert store.get_instance_tag("alice@example.org", "prpl-jabber") == tag
+        written = tmp_path / "written"
+        LibotrStore(written).save_instance_tag("bob@example.org", "prpl-irc", tag)
+        with lib.userstate() as us:
+            us.instag_read(written / "otr.instance_tags")
+            assert us.instag_find(b"bob@example.org", b"prpl-irc") == tag
+    else:
+        assert from_libotr is None
+        with pytest.raises(StorageError, match=r"otr\.instance_tags:1: .*below the minimum"):
+            store.get_instance_tag("alice@example.org", "prpl-jabber")
+        with pytest.raises(LocalProtocolError):
+            LibotrStore(tmp_path / "other").save_instance_tag("a", "b", tag)

@@ -42,10 +42,10 @@ def _quiet_after_bad_input(pair: Pair, before: dict[int, tuple[object, ...]]) ->
 
 
 def test_cve_2016_2851_accumulated_fragments_are_capped() -> None:
-    """CVE-2016-2851 (libotr < 4.1.1, fixed in commit "Fix an integer overflow
-    bug"): ``otrl_proto_fragment_accumulate`` kept the length of a message
-    being reassembled in an ``int``; a peer sending about 4 GB of fragments
-    overflowed it and wrote past the heap buffer (remote code execution on
+    """CVE-2016-2851 (libotr < 4.1.1, reported by X41 D-Sec): the length of a
+    message being reassembled from fragments was kept in an ``int`` in
+    proto.c; a peer sending about 4 GB of fragments overflowed it and the
+    next piece was written past the heap buffer (remote code execution on
     64-bit builds).
 
     offrecord caps a reassembly at ``FragmentLimits.max_message_size``
@@ -234,11 +234,11 @@ _DEGENERATE_BASE64 = [
 @pytest.mark.parametrize("text", _DEGENERATE_BASE64, ids=range(len(_DEGENERATE_BASE64)))
 @pytest.mark.parametrize("state", [MessageState.PLAINTEXT, MessageState.ENCRYPTED])
 def test_cve_2012_3461_degenerate_base64(text: str, state: MessageState) -> None:
-    """CVE-2012-3461 (libotr < 3.2.1, ``otrl_base64_otr_decode``): the decoded
-    length was computed from the input length without regard to padding, so
-    inputs like ``?OTR:===.`` made the decoder write before or past its heap
-    buffer.  offrecord's decoder (binascii, strict) either decodes exactly or
-    raises; the message is discarded with a typed event and nothing changes."""
+    """CVE-2012-3461 (libotr < 3.2.1): heap overflows in the base64 decoding
+    behind ``otrl_base64_otr_decode``, whose output size did not account for
+    degenerate input such as ``?OTR:===.``.  offrecord's decoder (binascii,
+    strict) either decodes exactly or raises; the message is discarded with a
+    typed event and nothing changes."""
     pair = Pair(seed="cve-2012-3461")
     if state is MessageState.ENCRYPTED:
         pair.secure()

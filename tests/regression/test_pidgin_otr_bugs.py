@@ -52,10 +52,11 @@ def _answering_fails_cleanly(pair: Pair) -> None:
 
 
 def test_cve_2015_8833_asker_aborts_while_question_pending() -> None:
-    """pidgin-otr CVE-2015-8833 (fixed in 4.0.2): the SMP question dialog
-    kept a pointer to state that an abort freed; answering after the abort
-    was a use-after-free.  Here the abort clears the pending question, the
-    late answer is refused with LocalProtocolError, and SMP works again."""
+    """pidgin-otr CVE-2015-8833 (fixed in 4.0.2): a use after free in the SMP
+    dialog code (``create_smp_dialog`` in gtk-dialog.c) when an SMP run's
+    state went away while its dialog was still open.  The library's side of
+    that situation: the abort clears the pending question, the late answer
+    is refused with LocalProtocolError, and SMP works again."""
     pair = Pair(seed="cve-2015-8833/abort").secure()
     _asked(pair)
     pair.session("alice").smp_abort()
@@ -154,9 +155,9 @@ _FORMATS = [
 def test_cve_2012_2369_format_strings_in_messages(
     text: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """pidgin-otr CVE-2012-2369 (fixed in 3.2.1): ``cb_log`` and the SMP
-    callbacks passed text from the network to ``printf``-style functions as
-    the format, so ``%n`` in a message wrote to memory.  offrecord never
+    """pidgin-otr CVE-2012-2369 (fixed in 3.2.1): ``log_message_cb`` in
+    otr-plugin.c passed text derived from network data to a ``printf``-style
+    function as the format, so ``%n`` in it wrote to memory.  offrecord never
     formats with peer text: every event carries it exactly, in plaintext,
     tagged plaintext, encrypted messages, errors and SMP questions, with
     logging on at DEBUG."""
