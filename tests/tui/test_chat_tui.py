@@ -5,6 +5,7 @@ network."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -66,6 +67,8 @@ def headless(test: Callable[[Harness], Coroutine[Any, Any, None]]) -> None:
                 await harness.bob.stop()
                 if not harness.running.done():
                     harness.running.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await harness.running
                 await harness.client.quit()
 
     asyncio.run(asyncio.wait_for(main(), 60))
@@ -93,6 +96,9 @@ def test_start_send_and_the_state_in_the_prompt() -> None:
         h.type("/otr start")
         await until(lambda: h.prompt.startswith("bob [private, UNVERIFIED]"))
         assert h.showed("the conversation is now private, UNVERIFIED")
+        fingerprint = h.bob.account.fingerprint.hex().upper()
+        assert h.showed(f"their fingerprint {fingerprint[:8]} {fingerprint[8:16]}")
+        assert h.showed("is NOT verified yet")
         h.type("secret stuff")
         await until(lambda: h.bob.has("recv alice encrypted secret stuff"))
         assert h.showed("[private, UNVERIFIED] > bob: secret stuff")
@@ -104,6 +110,7 @@ def test_start_send_and_the_state_in_the_prompt() -> None:
         await h.bob.do("/otr end")
         await until(lambda: h.client.state_of("bob") is ChatState.FINISHED)
         assert STATE_LABELS[ChatState.FINISHED] in h.prompt
+        assert h.showed("bob ended the private conversation")
         h.type("/quit")
         assert await asyncio.wait_for(h.running, 10) == EXIT_OK
 
@@ -122,7 +129,7 @@ def test_smp_request_turns_the_prompt_into_a_secret_question() -> None:
         assert h.showed("wants to verify you with a shared secret")
         h.type("whiskers")
         await until(lambda: h.bob.has("smp-result alice success verified"))
-        await until(lambda: h.showed("smp-result bob: success unverified"))
+        await until(lambda: h.showed("SMP with bob succeeded: the secrets match"))
         assert h.screen.asking is None
         assert not to_filter(h.screen.session.is_password)()
         assert h.prompt.startswith("bob [private, UNVERIFIED]")

@@ -120,9 +120,50 @@ def test_problems_are_alerts(kind: str, label: str) -> None:
 
 
 def test_other_lines_show_their_words() -> None:
-    shown = plain(display_line(Line("secured", "bob", ("v3", "F" * 40), None)))
-    assert "secured" in shown and "v3" in shown and "F" * 40 in shown
+    shown = plain(display_line(Line("resent", "bob", ("2",), None)))
+    assert shown == "-- resent bob: 2"
     assert plain(display_line(Line("notice", None, (), "hi"))) == "-server- hi"
+    assert plain(display_line(Line("info", None, (), "x"))) == "-- info x"
+
+
+FINGERPRINT = "0123456789ABCDEF0123456789ABCDEF01234567"
+GROUPED = "01234567 89ABCDEF 01234567 89ABCDEF 01234567"
+
+
+@pytest.mark.parametrize(
+    ("line", "sentence", "style"),
+    [
+        (Line("ready", None, ("a@h", FINGERPRINT)),
+         f"connected as a@h; your fingerprint is {GROUPED}", "class:info"),
+        (Line("query", "bob", ("plaintext",), None, ChatState.PLAINTEXT),
+         "talking to bob (NOT PRIVATE)", "class:info"),
+        (Line("secured", "bob", ("v3", FINGERPRINT, "unverified", "00ff")),
+         f"private conversation with bob, OTR v3; their fingerprint {GROUPED} is NOT verified "
+         "yet; session id 00ff", "class:info"),
+        (Line("secured", "bob", ("v2", FINGERPRINT, "verified", "00ff", "refreshed")),
+         "(keys refreshed), OTR v2", "class:info"),
+        (Line("secured", "bob", ("v3", FINGERPRINT, "verified", "00ff")), "is VERIFIED",
+         "class:info"),
+        (Line("new-fingerprint", "bob", (FINGERPRINT,), "x"), f"never seen for them: {GROUPED}",
+         "class:alert"),
+        (Line("finished", "bob", (), "x"), "what you type is NOT sent", "class:alert"),
+        (Line("ended", "bob"), "you ended the private conversation with bob", "class:info"),
+        (Line("smp-result", "bob", ("success", "verified")),
+         "their fingerprint is now verified", "class:info"),
+        (Line("smp-result", "bob", ("success", "unverified")), "the secrets match",
+         "class:info"),
+        (Line("smp-result", "bob", ("failure", "unverified")), "SMP with bob FAILED",
+         "class:alert"),
+        (Line("smp-started", "bob", (), "pet?"), "shared secret asking: pet?", "class:info"),
+        (Line("smp-started", "bob", (), None), "verify with a shared secret", "class:info"),
+        (Line("smp-aborted", "bob", (), "by you"), "SMP with bob aborted: by you",
+         "class:alert"),
+    ],
+)  # fmt: skip
+def test_events_in_sentences(line: Line, sentence: str, style: str) -> None:
+    shown = display_line(line)
+    assert sentence in plain(shown)
+    assert shown[0][0] == style
 
 
 def test_prompt_without_a_buddy() -> None:

@@ -114,6 +114,73 @@ def _tag(state: ChatState | None) -> Fragments:
     return [(STATE_STYLES[state], f"[{STATE_LABELS[state]}]"), ("", " ")]
 
 
+def group_fingerprint(hex_digits: str) -> str:
+    """40 hex digits in five groups of eight, as Pidgin and irssi show them."""
+    return " ".join(hex_digits[i : i + 8] for i in range(0, len(hex_digits), 8))
+
+
+def _word(line: Line, index: int) -> str:
+    return line.words[index] if len(line.words) > index else ""
+
+
+def _words_text(line: Line) -> tuple[str, str] | None:
+    """Sentences for the events that deserve more than their words."""
+    who, kind = line.buddy or "", line.kind
+    text = _screen(line.text) if line.text else ""
+    if kind == "ready":
+        return (
+            "class:info",
+            f"-- connected as {_word(line, 0)}; your fingerprint is "
+            f"{group_fingerprint(_word(line, 1))}",
+        )
+    if kind == "query":
+        state = line.state or ChatState.PLAINTEXT
+        return ("class:info", f"-- talking to {who} ({STATE_LABELS[state]})")
+    if kind == "secured":
+        refreshed = " (keys refreshed)" if "refreshed" in line.words else ""
+        verified = "VERIFIED" if _word(line, 2) == "verified" else "NOT verified yet"
+        return (
+            "class:info",
+            f"-- private conversation with {who}{refreshed}, OTR "
+            f"{_word(line, 0)}; their fingerprint {group_fingerprint(_word(line, 1))} is "
+            f"{verified}; session id {_word(line, 3)}",
+        )
+    if kind == "new-fingerprint":
+        return (
+            "class:alert",
+            f"!! {who} uses a fingerprint never seen for them: "
+            f"{group_fingerprint(_word(line, 0))} — check it with /otr smp, or compare it "
+            "by another channel and /otr trust",
+        )
+    if kind == "finished":
+        return (
+            "class:alert",
+            f"!! {who} ended the private conversation; what you type is "
+            "NOT sent until you /otr end (plaintext) or /otr start",
+        )
+    if kind == "ended":
+        return ("class:info", f"-- you ended the private conversation with {who}")
+    if kind == "smp-result":
+        if _word(line, 0) == "success":
+            outcome = (
+                "they know the secret; their fingerprint is now verified"
+                if _word(line, 1) == "verified"
+                else "the secrets match"
+            )
+            return ("class:info", f"-- SMP with {who} succeeded: {outcome}")
+        return (
+            "class:alert",
+            f"!! SMP with {who} FAILED: the secrets differ (or someone "
+            "is in the middle); the fingerprint is not verified",
+        )
+    if kind == "smp-started":
+        asked = f" asking: {text}" if text else ""
+        return ("class:info", f"-- asked {who} to verify with a shared secret{asked}")
+    if kind == "smp-aborted":
+        return ("class:alert", f"!! SMP with {who} aborted{': ' + text if text else ''}")
+    return None
+
+
 def display_line(line: Line) -> Fragments:
     """The line for the terminal UI (without the time)."""
     who = line.buddy or ""
@@ -137,6 +204,10 @@ def display_line(line: Line) -> Fragments:
             ("class:state.unverified", f"[held until encrypted ({count} waiting)]"),
             ("", f" {text}" if text else ""),
         ]
+    words = _words_text(line)
+    if words is not None:
+        style, sentence = words
+        return [(style, sentence)]
     if kind == "state":
         state = line.state
         if state is None:
