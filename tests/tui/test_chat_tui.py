@@ -171,3 +171,55 @@ def test_losing_the_network_ends_the_ui() -> None:
         assert await asyncio.wait_for(h.running, 10) == EXIT_DISCONNECTED
 
     headless(test)
+
+
+def test_otr_smp_alone_asks_for_question_and_masked_secret() -> None:
+    async def test(h: Harness) -> None:
+        await secure(h)
+        h.type("/otr smp")
+        await until(lambda: h.screen.starting_smp is not None)
+        assert h.prompt.startswith("SMP with bob — question")
+        assert h.screen.session is not None
+        assert not to_filter(h.screen.session.is_password)()
+        h.type("our street?")
+        await until(lambda: "shared secret" in h.prompt)
+        assert to_filter(h.screen.session.is_password)()
+        h.type("elm street 7")
+        await until(lambda: h.bob.has("smp-asked alice our street?"))
+        await h.bob.do("/query alice")
+        await h.bob.do("/otr smp-respond elm street 7")
+        await until(lambda: h.client.state_of("bob") is ChatState.VERIFIED)
+        assert h.prompt.startswith("bob [private, verified]")
+        history = list(h.screen.session.history.get_strings())
+        assert "/otr smp" not in history and "elm street 7" not in history
+        assert "/otr start" in history
+        assert not h.showed("elm street 7")
+
+    headless(test)
+
+
+def test_secrets_typed_on_the_command_line_stay_out_of_the_history() -> None:
+    async def test(h: Harness) -> None:
+        await secure(h)
+        h.type('/otr smp "q?" hunter2')
+        await until(lambda: h.bob.has("smp-asked alice q?"))
+        await h.bob.do("/query alice")
+        await h.bob.do("/otr smp-respond hunter2")
+        await until(lambda: h.client.state_of("bob") is ChatState.VERIFIED)
+        assert h.screen.session is not None
+        assert not any("hunter2" in line for line in h.screen.session.history.get_strings())
+
+    headless(test)
+
+
+def test_the_first_buddy_to_speak_becomes_the_current_one() -> None:
+    async def test(h: Harness) -> None:
+        await until(lambda: h.screen.session is not None)
+        await h.bob.do("/query alice")
+        await h.bob.do("anyone there?")
+        await until(lambda: h.client.current == "bob")
+        assert h.showed("talking to bob (NOT PRIVATE)")
+        h.type("yes")
+        await until(lambda: h.bob.has("recv alice plaintext yes"))
+
+    headless(test)

@@ -42,6 +42,8 @@ from offrecord.wire.fragment import min_max_size
 __all__ = ["TICK_INTERVAL", "ChatClient", "policy_name"]
 
 TICK_INTERVAL: Final = 1.0
+# Events after which a client with no current buddy talks to the sender.
+_STARTS_TALK = (ev.MessageReceived, ev.SessionSecured, ev.SMPRequested)
 OTR_PREFIX: Final = "?OTR"
 
 
@@ -169,6 +171,10 @@ class ChatClient:
             self._note("error", buddy, text=str(exc))
             events = []
         self._report(buddy, events)
+        if self.current is None and any(isinstance(e, _STARTS_TALK) for e in events):
+            # Nobody chosen yet: answering whoever spoke first is what one expects.
+            self.current = buddy
+            self._note("query", buddy, self.state_of(buddy).value)
         await self.flush()
 
     async def tick_loop(self) -> None:

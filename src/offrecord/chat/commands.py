@@ -174,7 +174,8 @@ COMMAND_HELP: Final = (
     (
         "/otr smp [QUESTION] SECRET",
         "verify the buddy with a shared secret; quote a "
-        'QUESTION or SECRET with spaces: /otr smp "first pet?" rex',
+        'QUESTION or SECRET with spaces: /otr smp "first pet?" rex (in the terminal UI, '
+        "/otr smp alone asks for both, the secret masked)",
     ),
     ("/otr smp-respond SECRET", "answer the buddy's SMP request (the rest of the line)"),
     ("/otr smp-abort", "abort SMP"),

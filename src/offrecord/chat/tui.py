@@ -18,6 +18,7 @@ from prompt_toolkit import PromptSession, print_formatted_text
 from prompt_toolkit.application.current import get_app_or_none
 from prompt_toolkit.filters import Condition
 from prompt_toolkit.formatted_text import FormattedText
+from prompt_toolkit.history import InMemoryHistory
 from prompt_toolkit.styles import Style
 
 from offrecord.chat import commands as cmd
@@ -47,6 +48,29 @@ STYLE: Final = Style.from_dict(
 HISTORY_LIMIT: Final = 2000
 
 
+class _DiscreetHistory(InMemoryHistory):
+    """Input history (up arrow) that never keeps secrets: nothing typed at a
+    masked prompt, no ``/otr smp`` line."""
+
+    def __init__(self, secret_now: Callable[[], bool]) -> None:
+        super().__init__()
+        self._secret_now = secret_now
+
+    def append_string(self, string: str) -> None:
+        if self._secret_now() or string.lstrip().lower().startswith("/otr smp"):
+            return
+        super().append_string(string)
+
+
+class _OwnSmp:
+    """Starting SMP from the UI: the question (optional), then the secret, masked."""
+
+    def __init__(self, buddy: str) -> None:
+        self.buddy = buddy
+        self.question: str | None = None
+        self.asked_question = False
+
+
 class ChatScreen:
     """Shows the client's events and reads the user's lines."""
 
@@ -57,6 +81,8 @@ class ChatScreen:
         self.history: list[Fragments] = []
         # The buddy whose SMP question the prompt is asking, if any.
         self.asking: str | None = None
+        # Our own SMP being set up (``/otr smp`` without arguments), if any.
+        self.starting_smp: _OwnSmp | None = None
         self.session: PromptSession[str] | None = None
 
     # -- output ---------------------------------------------------------------
@@ -81,8 +107,25 @@ class ChatScreen:
 
     # -- the prompt ------------------------------------------------------------
 
+    @property
+    def masked(self) -> bool:
+        """Whether the input is a secret (shown as stars, never kept)."""
+        own = self.starting_smp
+        return self.asking is not None or (own is not None and own.asked_question)
+
     def prompt(self) -> Fragments:
         client = self.client
+        own = self.starting_smp
+        if own is not None:
+            if not own.asked_question:
+                return [
+                    ("class:prompt.secret", f"SMP with {own.buddy}"),
+                    ("", " — question to ask (optional, Enter for none) > "),
+                ]
+            return [
+                ("class:prompt.secret", f"SMP with {own.buddy}"),
+                ("", " — the shared secret (empty cancels) > "),
+            ]
         if self.asking is not None:
             question = client.smp_pending.get(self.asking) if client is not None else None
             asked = f" asks: {escape_text(question)}" if question else " asks for the shared secret"
@@ -106,7 +149,8 @@ class ChatScreen:
         self.client = client
         self.session = PromptSession(
             message=self._prompt,
-            is_password=Condition(lambda: self.asking is not None),
+            is_password=Condition(lambda: self.masked),
+            history=_DiscreetHistory(lambda: self.masked),
             style=STYLE,
         )
         self.show(Line("info", None, (), "type /help for the commands"))
@@ -141,6 +185,24 @@ class ChatScreen:
                 await client.handle(cmd.OtrSmpRespond(text))
             else:
                 await client.handle(cmd.OtrSmpAbort())
+            return True
+        own = self.starting_smp
+        if own is not None:
+            if not own.asked_question:
+                own.question, own.asked_question = text.strip() or None, True
+                return True
+            self.starting_smp = None
+            if not text:
+                self.show(Line("info", own.buddy, (), "SMP not started"))
+                return True
+            client.current = own.buddy
+            await client.handle(cmd.OtrSmp(text, own.question))
+            return True
+        if text.strip().lower() == "/otr smp":
+            if client.current is None:
+                self.show(Line("error", None, (), "no buddy: /query NICK first"))
+            else:
+                self.starting_smp = _OwnSmp(client.current)
             return True
         try:
             command = cmd.parse_input(text)
