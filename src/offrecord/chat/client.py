@@ -170,6 +170,11 @@ class ChatClient:
         except OTRError as exc:  # the store failed while recording a fingerprint
             self._note("error", buddy, text=str(exc))
             events = []
+        except Exception as exc:  # never let one message stop the conversation
+            self._note(
+                "error", buddy, text=f"a message could not be handled ({type(exc).__name__})"
+            )
+            events = []
         self._report(buddy, events)
         if self.current is None and any(isinstance(e, _STARTS_TALK) for e in events):
             # Nobody chosen yet: answering whoever spoke first is what one expects.
@@ -319,6 +324,10 @@ class ChatClient:
                 self.account.policy = Policy.preset(command.name)
             self._note("policy", None, policy_name(self.account.policy))
             return True
+        if isinstance(command, cmd.OtrFingerprint):
+            self._note("fingerprint", None, "ours", fingerprint_hex(self.account.fingerprint))
+            if self.current is None:
+                return True
         buddy = self._need_buddy()
         if buddy is None:
             return False
@@ -345,7 +354,6 @@ class ChatClient:
             self._status(buddy, session)
             return True
         if isinstance(command, cmd.OtrFingerprint):
-            self._note("fingerprint", None, "ours", fingerprint_hex(self.account.fingerprint))
             theirs = session.their_fingerprint
             if theirs is None:
                 self._note("fingerprint", buddy, "theirs", "-", text="no private conversation yet")
