@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import random
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -26,6 +27,9 @@ from tests.interop.router import SubprocessPeer, peer_args
 
 # Every preset offrecord.policy offers (Pidgin's choices, libotr's values).
 PRESETS: tuple[str, ...] = ("never", "manual", "opportunistic", "always")
+
+# libotr's clock (time(NULL)) counts whole seconds.
+LIBOTR_CLOCK_RESOLUTION = 1.05
 
 # libotr prefixes a message it retransmits after an OTR error while encrypted.
 LIBOTR_RESENT_PREFIX = "[resent] "
@@ -73,6 +77,15 @@ class Party(Protocol):
     def start(self) -> Reaction: ...
     def end(self) -> Reaction: ...
     def receive(self, data: str) -> Reaction: ...
+    def restart(self, *, new_instance: bool) -> None:
+        """The client restarts: every session is lost; the key stays, and so
+        does the instance tag unless ``new_instance`` (its file was lost)."""
+        ...
+
+    def peer_restarted(self, *, new_instance: bool) -> None:
+        """The other client restarted (nothing on the network says so)."""
+        ...
+
     def tick(self, now: float) -> Reaction: ...
     def view(self) -> SessionView: ...
     def close(self) -> None: ...
@@ -82,6 +95,11 @@ class Party(Protocol):
 def offrecord_key(name: str) -> DSAPrivateKey:
     """A fixed key per account name (generating one takes ~0.1 s)."""
     return generate_private_key(random.Random(f"faults-key:{name}").randbytes)
+
+
+def instance_tag_for(name: str, generation: int = 0) -> int:
+    """A fixed instance tag per account name (and generation of its tag file)."""
+    return 0x100 + random.Random(f"faults-tag:{name}:{generation}").getrandbits(31)
 
 
 class Clock:
@@ -111,17 +129,35 @@ class OffrecordParty:
         max_message_size: int = 0,
     ) -> None:
         self.policy = policy
+        self.name = name
         self.peer = peer
+        self._seed = seed
+        self._clock = clock
+        self._max_message_size = max_message_size
+        self._generation = 0
+        self._runs = 0
+        self._boot()
+
+    def _boot(self) -> None:
         self.account = Account(
-            name,
+            self.name,
             "irc",
-            offrecord_key(name),
-            policy=policy,
-            random_bytes=random.Random(f"{seed}:{name}").randbytes,
-            clock=clock,
-            max_message_size=max_message_size,
+            offrecord_key(self.name),
+            policy=self.policy,
+            instance_tag=instance_tag_for(self.name, self._generation),
+            random_bytes=random.Random(f"{self._seed}:{self.name}:{self._runs}").randbytes,
+            clock=self._clock,
+            max_message_size=self._max_message_size,
         )
-        self.conversation = self.account.conversation(peer)
+        self.conversation = self.account.conversation(self.peer)
+
+    def peer_restarted(self, *, new_instance: bool) -> None:
+        pass
+
+    def restart(self, *, new_instance: bool) -> None:
+        self._runs += 1
+        self._generation += new_instance
+        self._boot()
 
     def _react(self, events: list[ev.Event]) -> Reaction:
         reaction = Reaction()
@@ -182,11 +218,33 @@ class LibotrParty:
         max_message_size: int = 0,
     ) -> None:
         self.policy = policy
+        self._exe = exe
+        self._name = name
+        self._generation = 0
+        self._keyfile = keyfile
+        self._max_message_size = max_message_size
+        self._peer_name = peer
+        self.peer = self._boot()
+
+    def _boot(self) -> SubprocessPeer:
         args = peer_args(
-            name, peer, keyfile=keyfile, policy=policy_tokens(policy),
-            max_fragment=max_message_size,
+            self._name, self._peer_name, keyfile=self._keyfile,
+            policy=policy_tokens(self.policy), max_fragment=self._max_message_size,
+            instance_tag=instance_tag_for(self._name, self._generation),
         )  # fmt: skip
-        self.peer = SubprocessPeer([exe, *args], name=f"libotr:{name}")
+        return SubprocessPeer([self._exe, *args], name=f"libotr:{self._name}")
+
+    def peer_restarted(self, *, new_instance: bool) -> None:
+        if new_instance:
+            # libotr sends to the encrypted instance that received last, by
+            # time(NULL): within the same second it may keep choosing the
+            # dead instance.  Real restarts take longer than a second.
+            time.sleep(LIBOTR_CLOCK_RESOLUTION)
+
+    def restart(self, *, new_instance: bool) -> None:
+        self.peer.close()
+        self._generation += new_instance
+        self.peer = self._boot()
 
     def _run(self, command: dict[str, str]) -> Reaction:
         reaction = Reaction()

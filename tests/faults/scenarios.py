@@ -18,7 +18,7 @@ from tests.faults.network import (
     random_schedule,
     truncate,
 )
-from tests.faults.simulation import End, Script, Start, Type, Wait
+from tests.faults.simulation import End, Restart, Script, Start, Type, Wait
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,21 @@ SCENARIOS: tuple[Scenario, ...] = (
         (DELIVER,) * 6 + (DROP, delay(2), DELIVER, duplicate(0, 2), DROP, delay(1)),
     ),
     Scenario(
+        "client-restart",
+        "one client restarts mid-conversation (same key and instance tag) while "
+        "the other keeps typing into the lost session; traffic delayed and duplicated",
+        (Start(A), Wait(6), Type(B), Restart(A), Type(B), Wait(2), Type(A), Type(B), Wait(1)),
+        (DELIVER,) * 5 + (delay(2), duplicate(0, 1), DELIVER, delay(1), duplicate(1, 0)),
+    ),
+    Scenario(
+        "client-restart-new-instance",
+        "one client restarts with a new instance tag (its tag file was lost) while "
+        "messages for the old instance are still in flight",
+        (Start(A), Wait(6), Type(B), Type(B), Restart(A, new_instance=True), Wait(1), Type(B),
+         Start(A), Type(A), Type(B)),
+        (DELIVER,) * 5 + (delay(3), duplicate(0, 2), DELIVER, DROP, delay(1)),
+    ),
+    Scenario(
         "fragments-shuffled",
         "fragmented messages (140-character limit) dropped, duplicated and reordered",
         (Start(A), Wait(4), Type(A), Type(B), Wait(2), Start(B), Type(A), Type(B)),
@@ -157,5 +172,6 @@ actions = st.one_of(
     st.builds(Wait, st.integers(1, 4)),
     st.builds(Type, _sides),
     st.builds(End, _sides),
+    st.builds(Restart, _sides, st.booleans()),
 )
 scripts: st.SearchStrategy[Script] = st.lists(actions, min_size=1, max_size=8).map(tuple)

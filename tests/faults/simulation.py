@@ -61,11 +61,19 @@ class End:
 
 
 @dataclass(frozen=True)
+class Restart:
+    """The user's client restarts (with a new instance tag if ``new_instance``)."""
+
+    side: Side
+    new_instance: bool = False
+
+
+@dataclass(frozen=True)
 class Wait:
     steps: int
 
 
-Action = Type | Start | End | Wait
+Action = Type | Start | End | Restart | Wait
 Script = tuple[Action, ...]
 
 
@@ -150,6 +158,14 @@ class Simulation:
         self.trace.append(f"step {self.net.step}: {side} types /otr end")
         self._absorb(side, self.parties[side].end())
 
+    def restart(self, side: Side, *, new_instance: bool) -> None:
+        self.user_actions += 1
+        fresh = " with a new instance tag" if new_instance else ""
+        self.trace.append(f"step {self.net.step}: {side}'s client restarts{fresh}")
+        self.parties[side].restart(new_instance=new_instance)
+        if all(allows_otr(self.parties[s].policy) for s in SIDES):
+            self.parties[other(side)].peer_restarted(new_instance=new_instance)
+
     def step(self) -> None:
         self.clock.advance(STEP_SECONDS)
         for side in SIDES:
@@ -175,6 +191,8 @@ class Simulation:
                 self.start(action.side)
             elif isinstance(action, End):
                 self.end(action.side)
+            elif isinstance(action, Restart):
+                self.restart(action.side, new_instance=action.new_instance)
             else:
                 for _ in range(action.steps):
                     self.step()

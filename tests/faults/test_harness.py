@@ -104,6 +104,12 @@ class FakeParty:
     def end(self) -> Reaction:
         return Reaction()
 
+    def restart(self, *, new_instance: bool) -> None:
+        pass
+
+    def peer_restarted(self, *, new_instance: bool) -> None:
+        pass
+
     def view(self) -> SessionView:
         if self.encrypted:
             return SessionView("encrypted", "S")

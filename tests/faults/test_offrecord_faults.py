@@ -25,7 +25,7 @@ from tests.faults.simulation import Script, Simulation
 ALICE, BOB = "alice@example.org", "bob@example.org"
 PAIRS = list(itertools.product(PRESETS, PRESETS))
 # Generated runs per policy pair; raise it for a long search (docs/faults.md).
-EXAMPLES = int(os.environ.get("OFFRECORD_FAULT_EXAMPLES", "8"))
+EXAMPLES = int(os.environ.get("OFFRECORD_FAULT_EXAMPLES", "20"))
 
 
 def simulate(
