@@ -64,7 +64,8 @@ def test_potr_ten_thousand_empty_tlvs(kind: int) -> None:
     pair = Pair(seed=f"potr-flood/{kind}").secure()
     started = time.perf_counter()
     events = _send_raw(pair, "alice", b"flood\x00" + _empty_tlvs(kind, 10_000))
-    assert time.perf_counter() - started < 2.0
+    # generous for a loaded CI machine; quadratic work would take far longer
+    assert time.perf_counter() - started < 10.0
     (shown,) = events
     assert isinstance(shown, ev.MessageReceived)
     assert (shown.text, shown.encrypted, len(shown.tlvs)) == ("flood", True, 10_000)
