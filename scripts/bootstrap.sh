@@ -10,8 +10,9 @@ want_system=0
 
 if [ "$want_system" = 1 ]; then
     # libotr 4.1.1 (the reference implementation) for the interop tests, and a
-    # C compiler for the small libotr-based test peer.
-    packages=(libotr5-dev libgcrypt20-dev gcc pkg-config ngircd)
+    # C compiler for the small libotr-based test peer; ngircd and prosody, the
+    # IRC and XMPP servers the integration tests start on loopback.
+    packages=(libotr5-dev libgcrypt20-dev gcc pkg-config ngircd prosody)
     missing=()
     for p in "${packages[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
