@@ -134,6 +134,8 @@ def test_normalize_keys_conversations_by_bare_jid() -> None:
     transport = XMPPTransport("alice@example.org", "pw")
     assert transport.normalize("Bob@Example.ORG/Phone") == "bob@example.org"
     assert transport.normalize(" bob@example.org ") == "bob@example.org"
+    assert transport.normalize("bob@example.org/") == "bob@example.org"
+    assert transport.normalize(transport.account_name) == "alice@example.org"
     assert transport.normalize("bob@example.org") == transport.normalize("BOB@example.org/x")
 
 

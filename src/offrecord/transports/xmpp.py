@@ -194,10 +194,12 @@ class XMPPTransport:
         return str(self._jid)
 
     def normalize(self, buddy: str) -> str:
+        # The resource never matters (and may be empty, as in account names).
+        address = buddy.strip().split("/", 1)[0]
         try:
-            bare: str = JID(buddy.strip()).bare
+            bare: str = JID(address).bare
         except InvalidJID:
-            return buddy.strip().lower()
+            return address.lower()
         return bare
 
     def max_message_size(self, buddy: str) -> int:
