@@ -7,14 +7,16 @@ import sys
 from collections.abc import Sequence
 
 from offrecord.cli.chat import register_chat_commands
-from offrecord.cli.demo import run_demo
+from offrecord.cli.demo import add_demo_options
 from offrecord.cli.keys import register_commands
 
 __all__ = ["main"]
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    return run_demo(seed=args.seed)
+    from offrecord.cli.demo import demo_command
+
+    return demo_command(args, args.parser)
 
 
 def _cmd_peer(args: argparse.Namespace) -> int:
@@ -30,9 +32,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = sub.add_parser("demo", help="two parties talk through an in-process relay")
-    demo.add_argument("--seed", type=int, default=None, help="reproducible randomness (testing)")
-    demo.set_defaults(func=_cmd_demo)
+    demo = sub.add_parser(
+        "demo",
+        help="two parties talk privately: in-process, or through an IRC or XMPP server",
+        description="Alice and Bob talk privately and each step shows what the network "
+        "sees. See docs/demo.md.",
+    )
+    add_demo_options(demo)
+    demo.set_defaults(func=_cmd_demo, parser=demo)
 
     peer = sub.add_parser("peer", help="the stdio conformance peer (PEER-PROTOCOL.md)")
     peer.add_argument("--account", required=True)
