@@ -164,3 +164,16 @@ def test_message_size_is_configurable() -> None:
 def test_missing_ca_file_is_an_error() -> None:
     with pytest.raises(ValueError, match="CA file"):
         XMPPTransport("a@example.org", "pw", ca_file="/nonexistent/ca.pem")
+
+
+def test_stanzas_never_reach_the_logs(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    stream_log = logging.getLogger("slixmpp.xmlstream.xmlstream")
+    with caplog.at_level(logging.DEBUG):
+        stream_log.debug("SEND: %s", "<auth mechanism='PLAIN'>AGFsaWNlAHNlY3JldA==</auth>")
+        stream_log.debug("RECV: %s", "<message><body>plaintext secret</body></message>")
+        stream_log.debug("connection_made")
+    assert "secret" not in caplog.text
+    assert "AGFsaWNl" not in caplog.text
+    assert "connection_made" in caplog.text

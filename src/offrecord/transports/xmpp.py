@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,18 @@ CARBONS_NS = "urn:xmpp:carbons:2"
 EME_NS = "urn:xmpp:eme:0"
 OTR_EME_NAMESPACE = "urn:xmpp:otr:0"
 CONNECT_TIMEOUT = 30.0
+
+
+class _NoStanzaLog(logging.Filter):
+    """slixmpp logs every stanza it sends or receives at debug level: message
+    bodies (a plaintext chat) and the login exchange.  Those records never
+    reach a log, whatever level an application sets."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and record.msg.startswith(("SEND:", "RECV:")))
+
+
+logging.getLogger("slixmpp.xmlstream.xmlstream").addFilter(_NoStanzaLog())
 
 
 def otr_hints() -> list[ET.Element]:
