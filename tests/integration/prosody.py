@@ -34,9 +34,18 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-__all__ = ["DOMAIN", "Prosody", "prosody_server", "start_prosody"]
+__all__ = [
+    "DOMAIN",
+    "MISMATCHED_DOMAIN",
+    "PLAIN_DOMAIN",
+    "Prosody",
+    "prosody_server",
+    "start_prosody",
+]
 
 DOMAIN = "offrecord.test"
+MISMATCHED_DOMAIN = "mismatch.test"
+PLAIN_DOMAIN = "plain.test"
 START_TIMEOUT = 15.0
 
 
@@ -186,6 +195,8 @@ def write_certificates(directory: Path, domain: str) -> Path:
             serialization.NoEncryption(),
         )
     )
+    for suffix in ("crt", "key"):
+        shutil.copy(certs / f"{domain}.{suffix}", certs / f"{MISMATCHED_DOMAIN}.{suffix}")
     ca_file = directory / "ca.pem"
     ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     return ca_file
@@ -213,6 +224,14 @@ log = {{
     {{ levels = {{ min = "error" }}, to = "file", filename = "{directory}/errors.log" }};
 }}
 VirtualHost "{domain}"
+
+-- Serves the certificate of {domain}: a client must refuse it for this name.
+VirtualHost "{MISMATCHED_DOMAIN}"
+
+-- Has no certificate, so no STARTTLS: a client must refuse to log in.
+VirtualHost "{PLAIN_DOMAIN}"
+    c2s_require_encryption = false
+    modules_disabled = {{ "tls"; "s2s"; "s2s_auth_certs"; "offline"; }}
 """
 
 
@@ -241,6 +260,7 @@ def start_prosody(directory: Path, users: dict[str, str], domain: str = DOMAIN) 
     config.write_text(_config(directory, port, domain), encoding="utf-8")
     for user, password in users.items():
         _prosodyctl(config, "register", user, domain, password)
+    _prosodyctl(config, "register", "alice", PLAIN_DOMAIN, "alice-secret")
     process = subprocess.Popen(
         ["prosody", "--config", str(config), "-F"],
         stdin=subprocess.DEVNULL,

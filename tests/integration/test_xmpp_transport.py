@@ -9,7 +9,7 @@ import pytest
 
 from offrecord.transports.base import Delivered, Disconnected, Notice, TransportError
 from offrecord.transports.xmpp import XMPPTransport
-from tests.integration.prosody import Prosody, prosody_server
+from tests.integration.prosody import MISMATCHED_DOMAIN, PLAIN_DOMAIN, Prosody, prosody_server
 
 __all__ = ["prosody_server"]
 
@@ -109,26 +109,45 @@ def test_untrusted_certificate_is_refused(prosody_server: Prosody) -> None:
         alice = XMPPTransport(
             prosody_server.jid("alice"), "alice-secret", server=prosody_server.address
         )
-        with pytest.raises(TransportError, match="certificate"):
+        with pytest.raises(TransportError, match=r"certificate was refused.*--ca-file"):
             await alice.connect()
 
     run(scenario)
 
 
 def test_certificate_for_another_domain_is_refused(prosody_server: Prosody) -> None:
-    """The certificate must name the JID's domain, whatever address we dial."""
+    """The certificate must name the JID's domain, even one signed by a
+    trusted CA."""
 
     async def scenario() -> None:
         alice = XMPPTransport(
-            "alice@other.test",
+            f"alice@{MISMATCHED_DOMAIN}",
             "alice-secret",
             server=prosody_server.address,
             ca_file=prosody_server.ca_file,
         )
-        with pytest.raises(TransportError):
+        with pytest.raises(TransportError, match=r"certificate was refused.*mismatch\.test"):
             await alice.connect()
 
     run(scenario)
+
+
+def test_server_without_tls_is_refused(prosody_server: Prosody) -> None:
+    """A server that offers no STARTTLS never gets the password or a message."""
+
+    async def scenario() -> None:
+        alice = XMPPTransport(
+            f"alice@{PLAIN_DOMAIN}",
+            "alice-secret",
+            server=prosody_server.address,
+            ca_file=prosody_server.ca_file,
+        )
+        with pytest.raises(TransportError, match=r"no encryption \(STARTTLS\); refusing to log in"):
+            await alice.connect()
+
+    run(scenario)
+    log = prosody_server.log_file.read_text()
+    assert "<auth" not in log
 
 
 def test_server_going_away_ends_the_events(prosody_server: Prosody) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,17 @@ def read_message(message: Message, own: JID) -> Delivered | Notice | None:
     if not body:
         return None
     return Delivered(sender.bare, body)
+
+
+def _certificate_problem(error: object) -> str:
+    reason = getattr(error, "verify_message", None) or str(error)
+    return f"the server's certificate was refused ({reason}); a private CA needs --ca-file"
+
+
+def _disconnect_reason(reason: object) -> str:
+    if isinstance(reason, ssl.SSLCertVerificationError):
+        return _certificate_problem(reason)
+    return f"disconnected ({reason or 'no reason given'})"
 
 
 class _Client(ClientXMPP):
@@ -241,23 +253,26 @@ class XMPPTransport:
             settle(None)
 
         client.add_event_handler("session_start", on_session_start)
+        # slixmpp reports "no_auth" right after "failed_all_auth" when it did not
+        # even try a mechanism; that more precise reason must win.
         client.add_event_handler(
-            "failed_all_auth", lambda _: settle("login failed (wrong JID or password?)")
+            "failed_all_auth",
+            lambda _: loop.call_soon(settle, "login failed (wrong JID or password?)"),
         )
-        client.add_event_handler(
-            "no_auth", lambda _: settle("no login method the server offers is safe to use")
-        )
-        client.add_event_handler(
-            "ssl_invalid_chain",
-            lambda _: settle("the server's certificate is not trusted (see --ca-file)"),
-        )
+
+        def on_no_auth(_: Any) -> None:
+            if client.stream_encrypted():
+                settle("the server offers no login method that is safe to use")
+            else:
+                settle("the server offers no encryption (STARTTLS); refusing to log in")
+
+        client.add_event_handler("no_auth", on_no_auth)
+        client.add_event_handler("ssl_invalid_chain", lambda err: settle(_certificate_problem(err)))
         client.add_event_handler("connection_failed", lambda err: settle(f"cannot connect: {err}"))
         client.add_event_handler(
             "stream_error", lambda err: settle(f"the server closed the stream: {err['condition']}")
         )
-        client.add_event_handler(
-            "disconnected", lambda reason: settle(f"disconnected ({reason or 'no reason given'})")
-        )
+        client.add_event_handler("disconnected", lambda reason: settle(_disconnect_reason(reason)))
         host, port = self._server if self._server is not None else (None, None)
         client.connect(host, port)
         try:
