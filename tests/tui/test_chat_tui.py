@@ -80,6 +80,7 @@ async def secure(h: Harness) -> None:
     await until(lambda: h.client.current == "bob")
     h.type("/otr start")
     await until(lambda: h.client.state_of("bob") is ChatState.UNVERIFIED)
+    await until(lambda: h.bob.has("secured alice"))  # bob finishes the AKE last
 
 
 def test_start_send_and_the_state_in_the_prompt() -> None:
