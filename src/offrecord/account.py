@@ -350,13 +350,18 @@ class Conversation:
         commit already) resolves the message itself.  Copying there is what
         makes two clients that start at once overwrite each other's exchange
         forever, or resend a commit whose key was already revealed.
+
+        A D-H Key goes to the newer commit even when the instance awaits a
+        Signature for an older one, as in libotr: the peer resends the same
+        D-H Key for every new commit it receives and then expects the Reveal
+        Signature of the newest, so resending the old one never converges.
         """
         if self._session_ake_seq.get(session.their_instance, 0) >= self._master_commit_seq:
             return False
         own = session.ake
         if isinstance(msg, DHCommit):
             return own.state is AuthState.NONE
-        return isinstance(msg, DHKey) and not own.accepts_dhkey(msg)
+        return isinstance(msg, DHKey) and own.state is not AuthState.AWAITING_DHKEY
 
     def _flush_held(self, session: Session) -> list[ev.Event]:
         if not self._held:

@@ -185,17 +185,6 @@ class AKE:
         self.state = AuthState.NONE
         self._p = _Progress()
 
-    def accepts_dhkey(self, msg: DHKey) -> bool:
-        """Whether this AKE would act on ``msg``: it awaits a D-H Key, or awaits
-        the signature and ``msg`` retransmits the D-H Key it already has."""
-        if self.state is AuthState.AWAITING_DHKEY:
-            return True
-        return (
-            self.state is AuthState.AWAITING_SIG
-            and msg.gy == self._p.their_gy
-            and msg.sender_tag == self._p.their_instance
-        )
-
     def copy_for(self, their_instance: int) -> AKE:
         """A copy of this AKE for a newly seen peer instance.
 

@@ -186,3 +186,17 @@ def test_data_outside_a_private_conversation(simulate: Simulate, libotr_side: Si
     sim.quiet_and_retry()
     sim.check()
     assert sim.retries == (["A"] if libotr_side == "A" else [])
+
+
+def test_retry_after_a_lost_reveal_signature(simulate: Simulate) -> None:
+    """B starts, A's Reveal Signature is lost, B's user retries: A (libotr or
+    offrecord) answers B's resent D-H Key with the Reveal Signature of its new
+    commit, so the retry converges (test_offrecord_faults has the story)."""
+    schedule = (DELIVER, DELIVER, DELIVER, DROP)
+    sim = simulate("manual", "manual", schedule, label="lost reveal signature, B retries")
+    sim.run_script((Start("B"), Wait(5)))
+    assert not sim.parties["A"].view().encrypted and not sim.parties["B"].view().encrypted
+    sim.net.calm()
+    sim.start("B")
+    sim.settle()
+    assert sim.is_converged(), sim.describe("B's retry did not converge")

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from offrecord.policy import Policy
-from tests.faults.network import Schedule, Side
+from tests.faults.network import DELIVER, DROP, Schedule, Side
 from tests.faults.parties import PRESETS, Clock, OffrecordParty, Party
 from tests.faults.scenarios import (
     COYIM_ERROR_FLOOD,
@@ -20,7 +20,7 @@ from tests.faults.scenarios import (
     schedules,
     scripts,
 )
-from tests.faults.simulation import Script, Simulation
+from tests.faults.simulation import Script, Simulation, Start, Wait
 
 ALICE, BOB = "alice@example.org", "bob@example.org"
 PAIRS = list(itertools.product(PRESETS, PRESETS))
@@ -113,3 +113,21 @@ def test_simultaneous_dh_commits_under_faults(policy: str) -> None:
     commits = [p for p in sim.net.sent if p.data.startswith("?OTR:AAMC")]
     assert {p.src for p in commits} == {"A", "B"}
     assert len(sim.retries) <= 1
+
+
+@pytest.mark.parametrize("policy", ["manual", "opportunistic", "always"])
+def test_retry_after_a_lost_reveal_signature(policy: str) -> None:
+    """Found by the fault tests.  B starts; A's Reveal Signature is lost, so A
+    waits for the Signature and B for the Reveal Signature.  B's user retries:
+    A answers the query with a new D-H Commit, B resends its D-H Key (the
+    spec's retransmission), and A must answer with the Reveal Signature of its
+    new commit, as libotr does, not resend the lost one, which B can no longer
+    check: that repeated on every retry and never converged."""
+    schedule = (DELIVER, DELIVER, DELIVER, DROP)  # query, commit, D-H Key, lost Reveal Sig
+    sim = simulate(policy, policy, schedule, label="lost reveal signature, B retries")
+    sim.run_script((Start("B"), Wait(5)))
+    assert not sim.parties["A"].view().encrypted and not sim.parties["B"].view().encrypted
+    sim.net.calm()
+    sim.start("B")
+    sim.settle()
+    assert sim.is_converged(), sim.describe("B's retry did not converge")
