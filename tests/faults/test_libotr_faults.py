@@ -200,3 +200,25 @@ def test_retry_after_a_lost_reveal_signature(simulate: Simulate) -> None:
     sim.start("B")
     sim.settle()
     assert sim.is_converged(), sim.describe("B's retry did not converge")
+
+
+def test_refresh_started_by_the_peer(simulate: Simulate, libotr_side: Side) -> None:
+    """A known difference: B asks for a refresh; A answers with a D-H Commit
+    from its master session.  When B's D-H Key arrives, libotr (as A) copies
+    the master's message state into the encrypted instance: A is in plaintext
+    until the refresh completes (and stays so if it fails).  offrecord stays
+    encrypted on the old keys meanwhile."""
+    sim = simulate("manual", "manual", (), label="refresh by the peer")
+    sim.run_script((Start("A"), Wait(6)))
+    assert sim.is_converged()
+    first = sim.parties["A"].view().ssid
+    sim.start("B")
+    for _ in range(3):  # query -> A, commit -> B, D-H Key -> A (A sends Reveal Signature)
+        sim.step()
+    during = sim.parties["A"].view().state
+    assert during == ("plaintext" if libotr_side == "A" else "encrypted")
+    sim.settle()
+    assert sim.is_converged() and sim.parties["A"].view().ssid != first
+    sim.quiet_and_retry()
+    sim.check()
+    assert sim.retries == []
