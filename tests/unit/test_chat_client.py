@@ -593,3 +593,25 @@ def test_wait_patterns_are_prefixes(pattern: str) -> None:
         return await output.wait(pattern, 0.1, never)
 
     assert asyncio.run(test())
+
+
+def test_buddies_lists_every_conversation_with_its_state() -> None:
+    async def body(network: Network, alice: Party, bob: Party) -> None:
+        assert await alice.do("/msg carol hi")
+        assert await alice.do("/buddies")
+        assert alice.script[-2:] == [
+            "buddy bob encrypted-unverified current",
+            "buddy carol plaintext",
+        ]
+
+    with_pair(body)
+
+
+def test_buddies_before_any_conversation() -> None:
+    async def test() -> None:
+        alice = Party(Network(), "alice")
+        assert await alice.do("/buddies")
+        assert alice.script[-1] == "info - no conversations yet: /query NICK"
+        await alice.stop()
+
+    run(test)

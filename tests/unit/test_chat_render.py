@@ -148,6 +148,8 @@ GROUPED = "01234567 89ABCDEF 01234567 89ABCDEF 01234567"
          "class:alert"),
         (Line("finished", "bob", (), "x"), "what you type is NOT sent", "class:alert"),
         (Line("ended", "bob"), "you ended the private conversation with bob", "class:info"),
+        (Line("buddy", "bob", ("encrypted-verified", "current"), None, ChatState.VERIFIED),
+         "bob: private, verified  <- current", "class:info"),
         (Line("smp-result", "bob", ("success", "verified")),
          "their fingerprint is now verified", "class:info"),
         (Line("smp-result", "bob", ("success", "unverified")), "the secrets match",

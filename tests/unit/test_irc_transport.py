@@ -331,8 +331,9 @@ def test_private_messages_are_delivered_and_the_rest_ignored() -> None:
             "@tag=1 :bob!b@h PRIVMSG alice :tagged",
             ":bob!b@h NOTICE alice :a notice",
             ":irc.test 401 alice nobody :No such nick/channel",
+            ":irc.test 301 alice bob :gone fishing",
         )
-        events = [await next_event(transport) for _ in range(6)]
+        events = [await next_event(transport) for _ in range(7)]
         assert events == [
             Delivered("bob", "café latin-1"),
             Delivered("bob", "?OTRv3?"),
@@ -340,6 +341,7 @@ def test_private_messages_are_delivered_and_the_rest_ignored() -> None:
             Delivered("bob", "tagged"),
             Notice("bob", "a notice"),
             Notice("nobody", "No such nick/channel"),
+            Notice("bob", "is away: gone fishing"),
         ]
         # CTCP queries are never answered.
         await server.send("PING :after")

@@ -201,6 +201,8 @@ async def run_chat_async(
         await transport.connect()
     except TransportError as exc:
         say(f"offrecord chat: {exc}")
+        with contextlib.suppress(Exception):
+            await transport.close()
         return EXIT_FAILURE
     output(Line("ready", None, (transport.account_name, account.fingerprint.hex().upper())))
     network = asyncio.ensure_future(client.receive_loop())

@@ -315,6 +315,13 @@ class ChatClient:
             self._states.setdefault(buddy, self.state_of(buddy))
             self._note("query", buddy, self.state_of(buddy).value)
             return True
+        if isinstance(command, cmd.Buddies):
+            if not self.buddies:
+                self._note("info", None, text="no conversations yet: /query NICK")
+            for buddy in self.buddies:
+                current = ("current",) if buddy == self.current else ()
+                self._note("buddy", buddy, self.state_of(buddy).value, *current)
+            return True
         if isinstance(command, cmd.Help):
             for usage, description in cmd.COMMAND_HELP:
                 self._note("help", None, text=f"{usage}: {description}")

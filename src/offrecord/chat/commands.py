@@ -16,6 +16,7 @@ from typing import Final
 __all__ = [
     "COMMAND_HELP",
     "POLICY_NAMES",
+    "Buddies",
     "CommandSyntaxError",
     "Help",
     "Input",
@@ -120,6 +121,11 @@ class OtrPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class Buddies:
+    """List every conversation and its state."""
+
+
+@dataclass(frozen=True, slots=True)
 class Quit:
     pass
 
@@ -146,6 +152,7 @@ Input = (
     Say
     | Me
     | Query
+    | Buddies
     | OtrStart
     | OtrEnd
     | OtrStatus
@@ -165,6 +172,7 @@ COMMAND_HELP: Final = (
     ("/query NICK", "talk to NICK (messages go to the current buddy)"),
     ("/msg NICK TEXT", "send TEXT to NICK without switching"),
     ("/me TEXT", "an action"),
+    ("/buddies", "every conversation and its state"),
     ("/otr start", "start (or refresh) a private conversation"),
     ("/otr end", "end the private conversation"),
     ("/otr status", "the conversation's state, fingerprint, trust and policy"),
@@ -305,6 +313,10 @@ def parse_input(line: str) -> Input | None:
         if not args.strip():
             raise CommandSyntaxError("usage: /me TEXT")
         return Me(args)
+    if name in ("buddies", "list", "who"):
+        if args.strip():
+            raise CommandSyntaxError(f"/{name} takes no arguments")
+        return Buddies()
     if name in ("quit", "exit"):
         return Quit()
     if name == "help":

@@ -158,6 +158,10 @@ def _words_text(line: Line) -> tuple[str, str] | None:
             f"!! {who} ended the private conversation; what you type is "
             "NOT sent until you /otr end (plaintext) or /otr start",
         )
+    if kind == "buddy":
+        state = line.state or ChatState.PLAINTEXT
+        mark = "  <- current" if "current" in line.words else ""
+        return ("class:info", f"-- {who}: {STATE_LABELS[state]}{mark}")
     if kind == "ended":
         return ("class:info", f"-- you ended the private conversation with {who}")
     if kind == "smp-result":

@@ -72,6 +72,7 @@ CTCP: Final = "\x01"
 
 # Numerics we act on.
 RPL_WELCOME: Final = "001"
+RPL_AWAY: Final = "301"
 RPL_ISUPPORT: Final = "005"
 RPL_USERHOST: Final = "302"
 RPL_HOSTHIDDEN: Final = "396"
@@ -532,7 +533,8 @@ class IRCTransport:
         elif cmd == RPL_ISUPPORT:
             self._learn_isupport(msg)
         elif cmd in _BUDDY_ERRORS and len(params) >= 3:
-            self._events.put_nowait(Notice(self.normalize(params[1]), params[-1]))
+            text = f"is away: {params[-1]}" if cmd == RPL_AWAY else params[-1]
+            self._events.put_nowait(Notice(self.normalize(params[1]), text))
         elif cmd == "ERROR":
             return params[-1] if params else "the server ended the connection"
         return None
