@@ -28,6 +28,7 @@ from offrecord.wire.fragment import (
     parse_fragment,
 )
 from offrecord.wire.messages import (
+    DataMessage,
     DHCommit,
     DHKey,
     EncodedMessage,
@@ -124,6 +125,15 @@ class _Held:
     text: str = field(repr=False)
 
 
+def _rank(session: Session) -> tuple[int, float]:
+    """How good a destination ``session`` is for the user's messages."""
+    state = session.msgstate
+    preference = (
+        2 if state is MessageState.ENCRYPTED else 1 if state is MessageState.FINISHED else 0
+    )
+    return preference, max(session.last_received or 0.0, session.last_sent or 0.0)
+
+
 class Conversation:
     """Everything about one peer: a session per instance of theirs."""
 
@@ -159,12 +169,12 @@ class Conversation:
     def best_session(self) -> Session:
         """Where an outgoing message goes: the most recently active encrypted
         session, else a finished one, else the master (libotr's "best")."""
-        rank = {MessageState.ENCRYPTED: 2, MessageState.FINISHED: 1, MessageState.PLAINTEXT: 0}
-
-        def key(s: Session) -> tuple[int, float]:
-            return rank[s.msgstate], max(s.last_received or 0.0, s.last_sent or 0.0)
-
-        return max(self.sessions(), key=key)
+        best, best_rank = self.master, _rank(self.master)
+        for session in self.instances.values():
+            rank = _rank(session)
+            if rank > best_rank:
+                best, best_rank = session, rank
+        return best
 
     @property
     def state(self) -> MessageState:
@@ -304,8 +314,10 @@ class Conversation:
         if session.ake.state is not auth_before:
             self._ake_seq += 1
             self._session_ake_seq[session.their_instance] = self._ake_seq
-        if session.msgstate is MessageState.ENCRYPTED and any(
-            isinstance(e, ev.SessionSecured) for e in out
+        if (
+            not isinstance(msg, DataMessage)  # only an AKE message secures a session
+            and session.msgstate is MessageState.ENCRYPTED
+            and any(isinstance(e, ev.SessionSecured) for e in out)
         ):
             out.extend(self._flush_held(session))
             if was is not MessageState.ENCRYPTED and session is not self.master:

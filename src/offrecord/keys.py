@@ -12,30 +12,35 @@ before anything (counters, rotation, revealed MAC keys) changes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from offrecord.ake import AKEComplete
 from offrecord.crypto import dh
 from offrecord.crypto.primitives import (
+    AESCounterMode,
+    HMACSHA1Key,
     RandomSource,
-    aes_ctr,
-    hmac_sha1,
     macs_equal,
     sha1,
     sha256,
 )
 from offrecord.errors import LocalProtocolError, RemoteProtocolError
-from offrecord.wire.codec import encode_mpi
-from offrecord.wire.messages import DataMessage
+from offrecord.wire.codec import encode_data, encode_mpi
+from offrecord.wire.messages import DataMessage, data_authenticated_part
 
-__all__ = ["DataKeys", "PairKeys"]
+__all__ = ["DataKeys", "Decrypted", "Encrypted", "PairKeys"]
 
 _MAX_COUNTER = (1 << 64) - 1
 
 
 @dataclass(slots=True)
 class PairKeys:
-    """The session keys of one (our key id, their key id) pair, and its counters."""
+    """The session keys of one (our key id, their key id) pair, and its counters.
+
+    The cipher and MAC contexts, and the extra symmetric key, are set up on
+    first use and then serve every message of the pair.
+    """
 
     secbytes: bytes = field(repr=False)
     send_aes: bytes = field(repr=False)
@@ -45,6 +50,9 @@ class PairKeys:
     send_counter: int = 0
     recv_counter: int = 0
     recv_mac_used: bool = False
+    _sending: tuple[AESCounterMode, HMACSHA1Key] | None = field(default=None, repr=False)
+    _receiving: tuple[AESCounterMode, HMACSHA1Key] | None = field(default=None, repr=False)
+    _extra_key: bytes | None = field(default=None, repr=False)
 
     @classmethod
     def derive(cls, ours: dh.DHKeyPair, their_public: int) -> PairKeys:
@@ -59,7 +67,29 @@ class PairKeys:
 
     def extra_symmetric_key(self) -> bytes:
         """h2(0xFF) over this pair's secbytes (spec "Extra symmetric key")."""
-        return sha256(b"\xff" + self.secbytes)
+        if self._extra_key is None:
+            self._extra_key = sha256(b"\xff" + self.secbytes)
+        return self._extra_key
+
+    def sending(self) -> tuple[AESCounterMode, HMACSHA1Key]:
+        """The cipher and MAC for messages we send with this pair."""
+        if self._sending is None:
+            self._sending = AESCounterMode(self.send_aes), HMACSHA1Key(self.send_mac)
+        return self._sending
+
+    def receiving(self) -> tuple[AESCounterMode, HMACSHA1Key]:
+        """The cipher and MAC for messages we receive with this pair."""
+        if self._receiving is None:
+            self._receiving = AESCounterMode(self.recv_aes), HMACSHA1Key(self.recv_mac)
+        return self._receiving
+
+
+class Encrypted(NamedTuple):
+    """A data message we send, its binary form, and its pair's extra symmetric key."""
+
+    message: DataMessage
+    encoded: bytes  # encode_message(message), made along with the MAC
+    extra_key: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,26 +137,29 @@ class DataKeys:
 
     def encrypt(
         self, plaintext: bytes, *, flags: int, sender_tag: int, receiver_tag: int
-    ) -> tuple[DataMessage, bytes]:
-        """A data message for ``plaintext``, and the pair's extra symmetric key."""
+    ) -> Encrypted:
+        """A data message for ``plaintext``, encoded, and the pair's extra symmetric key."""
         our_id, their_id = self.our_keyid - 1, self.their_keyid
         keys = self._pair(our_id, their_id)
         if keys.send_counter >= _MAX_COUNTER:
             raise LocalProtocolError("counter exhausted for this key pair")
         keys.send_counter += 1
         counter = keys.send_counter.to_bytes(8, "big")
-        unsigned = DataMessage(
+        cipher, mac = keys.sending()
+        encrypted = cipher.crypt(counter, plaintext)
+        next_dh = self._our[self.our_keyid].public
+        authenticated = data_authenticated_part(
             self.version, sender_tag, receiver_tag, flags, our_id, their_id,
-            self._our[self.our_keyid].public, counter,
-            aes_ctr(keys.send_aes, counter, plaintext), b"", b"",
+            next_dh, counter, encrypted,
         )  # fmt: skip
+        authenticator = mac.digest(authenticated)
         revealed, self._to_reveal = bytes(self._to_reveal), bytearray()
-        msg = replace(
-            unsigned,
-            mac=hmac_sha1(keys.send_mac, unsigned.authenticated_part()),
-            old_mac_keys=revealed,
-        )
-        return msg, keys.extra_symmetric_key()
+        msg = DataMessage(
+            self.version, sender_tag, receiver_tag, flags, our_id, their_id,
+            next_dh, counter, encrypted, authenticator, revealed,
+        )  # fmt: skip
+        encoded = b"".join((authenticated, authenticator, encode_data(revealed)))
+        return Encrypted(msg, encoded, keys.extra_symmetric_key())
 
     # -- receiving ----------------------------------------------------------
 
@@ -138,13 +171,13 @@ class DataKeys:
         if their_id not in self._their:
             raise RemoteProtocolError("data message from an unknown key of theirs")
         keys = self._pair(our_id, their_id)
-        expected = hmac_sha1(keys.recv_mac, msg.authenticated_part())
-        if not macs_equal(expected, msg.mac):
+        cipher, mac = keys.receiving()
+        if not macs_equal(mac.digest(msg.authenticated_part()), msg.mac):
             raise RemoteProtocolError("data message MAC does not verify")
         counter = int.from_bytes(msg.counter, "big")
         if counter <= keys.recv_counter:
             raise RemoteProtocolError("data message counter did not increase (replay?)")
-        plaintext = aes_ctr(keys.recv_aes, msg.counter, msg.encrypted)
+        plaintext = cipher.crypt(msg.counter, msg.encrypted)
         # Verified: commit.
         keys.recv_counter = counter
         keys.recv_mac_used = True

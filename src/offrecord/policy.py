@@ -29,12 +29,8 @@ class Policy(IntFlag):
 
     def allowed_versions(self) -> frozenset[int]:
         """The OTR versions this policy lets offrecord speak (2 and/or 3)."""
-        versions = set()
-        if self & Policy.ALLOW_V2:
-            versions.add(2)
-        if self & Policy.ALLOW_V3:
-            versions.add(3)
-        return frozenset(versions)
+        # Asked for every message received: a table lookup, not flag arithmetic.
+        return _ALLOWED_VERSIONS[int(self) & _SPOKEN_VERSIONS]
 
     @classmethod
     def preset(cls, name: str) -> Policy:
@@ -49,3 +45,12 @@ class Policy(IntFlag):
             return presets[name.lower()]
         except KeyError:
             raise ValueError(f"unknown policy preset {name!r}") from None
+
+
+_SPOKEN_VERSIONS = int(Policy.ALLOW_V2 | Policy.ALLOW_V3)
+_ALLOWED_VERSIONS = {
+    0: frozenset[int](),
+    int(Policy.ALLOW_V2): frozenset({2}),
+    int(Policy.ALLOW_V3): frozenset({3}),
+    int(Policy.ALLOW_V2 | Policy.ALLOW_V3): frozenset({2, 3}),
+}

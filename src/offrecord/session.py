@@ -138,10 +138,13 @@ class Session:
 
     # -- output helpers ------------------------------------------------------
 
-    def _queue_encoded(self, msg: EncodedMessage, now: float | None) -> None:
-        self._out.append(
-            Outgoing(frame(encode_message(msg)), msg.version, msg.sender_tag, msg.receiver_tag)
-        )
+    def _queue_encoded(
+        self, msg: EncodedMessage, now: float | None, encoded: bytes | None = None
+    ) -> None:
+        """Queue ``msg``; ``encoded`` is its binary form when the caller has it."""
+        if encoded is None:
+            encoded = encode_message(msg)
+        self._out.append(Outgoing(frame(encoded), msg.version, msg.sender_tag, msg.receiver_tag))
         if now is not None:
             self.last_sent = now
 
@@ -239,14 +242,14 @@ class Session:
             tlvs = (*tlvs, TLV(TLVType.PADDING, bytes(-used % block)))
         if tlvs:
             payload += b"\x00" + encode_tlvs(tlvs)
-        msg, extra_key = self._keys.encrypt(
+        sealed = self._keys.encrypt(
             payload,
             flags=flags,
             sender_tag=self._owner.instance_tag if self._keys.version == 3 else 0,
             receiver_tag=self.their_instance if self._keys.version == 3 else 0,
         )
-        self._queue_encoded(msg, now)
-        return extra_key
+        self._queue_encoded(sealed.message, now, sealed.encoded)
+        return sealed.extra_key
 
     def _unreadable(self, msg: DataMessage, reason: str, reply: str) -> list[ev.Event]:
         if msg.ignore_unreadable:
@@ -271,7 +274,7 @@ class Session:
         body, _, tail = decrypted.plaintext.partition(b"\x00")
         out: list[ev.Event] = []
         try:
-            tlvs = decode_tlvs(tail)
+            tlvs = decode_tlvs(tail) if tail else ()
         except RemoteProtocolError as exc:
             tlvs = ()
             out.append(ev.MessageDiscarded(f"TLV records ignored: {exc}"))

@@ -58,7 +58,9 @@ def make_pair(
 
 def encrypt(src: Side, dst: Side, text: bytes, flags: int = 0) -> tuple[DataMessage, bytes]:
     """Encrypt; log the message with its MAC key; return it (over the wire) and the extra key."""
-    msg, extra = src.keys.encrypt(text, flags=flags, sender_tag=src.tag, receiver_tag=dst.tag)
+    sealed = src.keys.encrypt(text, flags=flags, sender_tag=src.tag, receiver_tag=dst.tag)
+    msg, extra = sealed.message, sealed.extra_key
+    assert sealed.encoded == encode_message(msg)
     mac_key = src.keys._pairs[(msg.sender_keyid, msg.recipient_keyid)].send_mac
     src.sent.append((msg, mac_key))
     src.revealed += [msg.old_mac_keys[i : i + 20] for i in range(0, len(msg.old_mac_keys), 20)]

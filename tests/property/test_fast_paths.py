@@ -1,0 +1,205 @@
+"""The fast paths of the data-message path agree with the general ones.
+
+Each shortcut taken for speed (a reusable AES-CTR context, a keyed HMAC
+context, the quick data-message decoder, the policy's version table, the
+conversation's choice of session, the encoded-message check in classify) is
+compared here with the straightforward way of doing the same thing.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import replace
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from offrecord.account import Conversation
+from offrecord.crypto.dh import MODULUS
+from offrecord.crypto.primitives import AESCounterMode, HMACSHA1Key, aes_ctr
+from offrecord.errors import RemoteProtocolError
+from offrecord.policy import Policy
+from offrecord.session import MessageState, Session
+from offrecord.wire import messages as wm
+from offrecord.wire.codec import MAX_MPI_LEN, encode_data, encode_int
+from offrecord.wire.envelope import Kind, classify, frame
+from offrecord.wire.messages import DataMessage, decode_message, encode_message
+
+keys16 = st.binary(min_size=16, max_size=16)
+tops = st.binary(min_size=8, max_size=8)
+
+
+@given(keys16, st.lists(st.tuples(tops, st.binary(max_size=1200)), min_size=1, max_size=4))
+def test_reusable_aes_ctr_equals_a_fresh_ctr_context(
+    key: bytes, messages: list[tuple[bytes, bytes]]
+) -> None:
+    cipher = AESCounterMode(key)
+    for top, data in messages:  # one context, many messages, short and long
+        assert cipher.crypt(top, data) == aes_ctr(key, top, data)
+
+
+@pytest.mark.parametrize("size", [0, 1, 15, 16, 17, 511, 512, 513, 4096])
+def test_reusable_aes_ctr_at_the_block_and_keystream_boundaries(size: int) -> None:
+    key, top = bytes(range(16)), b"\xff" * 7 + b"\x01"
+    data = bytes(i % 251 for i in range(size))
+    assert AESCounterMode(key).crypt(top, data) == aes_ctr(key, top, data)
+
+
+def test_reusable_aes_ctr_rejects_bad_sizes() -> None:
+    with pytest.raises(ValueError):
+        AESCounterMode(b"short")
+    with pytest.raises(ValueError):
+        AESCounterMode(bytes(16)).crypt(b"1234567", b"data")
+
+
+@given(st.binary(max_size=80), st.lists(st.binary(max_size=600), min_size=1, max_size=4))
+def test_keyed_hmac_equals_one_shot_hmac(key: bytes, messages: list[bytes]) -> None:
+    mac = HMACSHA1Key(key)
+    for data in messages:
+        assert mac.digest(data) == hmac.new(key, data, "sha1").digest()
+
+
+@pytest.mark.parametrize("value", range(256))
+def test_policy_version_table_equals_the_flag_arithmetic(value: int) -> None:
+    policy = Policy(value)
+    expected = {v for v, flag in ((2, Policy.ALLOW_V2), (3, Policy.ALLOW_V3)) if policy & flag}
+    assert policy.allowed_versions() == frozenset(expected)
+
+
+# --- the quick data-message decoder ---------------------------------------------------
+
+element = st.integers(2, MODULUS - 2)
+keyid = st.integers(1, 0xFFFFFFFF)
+
+
+@st.composite
+def data_messages(draw: st.DrawFn) -> DataMessage:
+    version = draw(st.sampled_from([2, 3]))
+    tags = (draw(st.integers(0, 0xFFFFFFFF)), draw(st.integers(0, 0xFFFFFFFF)))
+    return DataMessage(
+        version, *(tags if version == 3 else (0, 0)), draw(st.integers(0, 255)),
+        draw(keyid), draw(keyid), draw(element), draw(st.binary(min_size=8, max_size=8)),
+        draw(st.binary(max_size=600)), draw(st.binary(min_size=20, max_size=20)),
+        draw(st.binary(max_size=100)),
+    )  # fmt: skip
+
+
+def general_decode(raw: bytes) -> wm.EncodedMessage | str:
+    try:
+        return wm._decode_message(raw)
+    except RemoteProtocolError as exc:
+        return f"error: {exc}"
+
+
+def public_decode(raw: bytes) -> wm.EncodedMessage | str:
+    try:
+        return decode_message(raw)
+    except RemoteProtocolError as exc:
+        return f"error: {exc}"
+
+
+@given(data_messages())
+def test_quick_decoder_takes_every_well_formed_data_message(msg: DataMessage) -> None:
+    raw = encode_message(msg)
+    assert wm._decode_data_quickly(raw) == msg == general_decode(raw)
+
+
+@st.composite
+def damaged(draw: st.DrawFn) -> bytes:
+    raw = bytearray(encode_message(draw(data_messages())))
+    for _ in range(draw(st.integers(1, 4))):
+        how = draw(st.sampled_from(["flip", "cut", "extend", "field"]))
+        if how == "flip" and raw:
+            at = draw(st.integers(0, len(raw) - 1))
+            raw[at] = draw(st.integers(0, 255))
+        elif how == "cut" and raw:
+            del raw[draw(st.integers(0, len(raw) - 1)) :]
+        elif how == "extend":
+            raw += draw(st.binary(min_size=1, max_size=8))
+        elif len(raw) >= 24:
+            # Overwrite a length, key id or header field with a boundary value.
+            at = draw(st.integers(0, len(raw) - 4))
+            value = draw(st.sampled_from([0, 1, 2, MAX_MPI_LEN, MAX_MPI_LEN + 1, 0xFFFFFFFF]))
+            raw[at : at + 4] = encode_int(value)
+    return bytes(raw)
+
+
+@given(damaged())
+def test_quick_decoder_never_accepts_what_the_general_one_refuses(raw: bytes) -> None:
+    quick = wm._decode_data_quickly(raw)
+    general = general_decode(raw)
+    if quick is not None:
+        assert quick == general
+    # Whichever path it takes, decode_message answers as the general decoder.
+    assert public_decode(raw) == general
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"\x00",
+        b"\x00\x03",
+        b"\x00\x03\x03",
+        b"\x01\x03\x03" + bytes(40),
+        b"\x00\x04\x03" + bytes(40),
+        b"\x00\x02\x03" + bytes(40),  # key ids 0
+    ],
+)
+def test_quick_decoder_declines_short_and_foreign_headers(raw: bytes) -> None:
+    assert wm._decode_data_quickly(raw) is None
+    assert isinstance(public_decode(raw), str)
+
+
+def test_quick_decoder_checks_the_next_dh_key_range() -> None:
+    good = DataMessage(3, 0x100, 0x101, 0, 1, 1, 5, bytes(8), b"x", bytes(20), b"")
+    for bad in (0, 1, MODULUS - 1, MODULUS):
+        raw = encode_message(replace(good, next_dh=2)).replace(
+            encode_data(b"\x02"), encode_data(bad.to_bytes(192, "big")), 1
+        )
+        assert wm._decode_data_quickly(raw) is None
+        assert public_decode(raw) == general_decode(raw)
+        assert isinstance(general_decode(raw), str)
+
+
+def test_quick_decoder_accepts_an_mpi_with_leading_zeros_as_the_general_one_does() -> None:
+    good = DataMessage(2, 0, 0, 1, 7, 9, 5, bytes(8), b"abc", bytes(20), b"k" * 20)
+    raw = encode_message(good).replace(encode_data(b"\x05"), encode_data(b"\x00\x00\x05"), 1)
+    assert wm._decode_data_quickly(raw) == good == general_decode(raw)
+
+
+# --- classify and the conversation's choice of session --------------------------------
+
+
+@given(st.binary(min_size=1, max_size=300))
+def test_classify_of_an_encoded_message_is_the_general_answer(body: bytes) -> None:
+    text = frame(body)
+    incoming = classify(text)
+    assert incoming.kind is Kind.ENCODED and incoming.payload == body
+    # The same message after other text goes through the general search.
+    assert classify("hi " + text).payload == body
+
+
+states = st.sampled_from(list(MessageState))
+times = st.one_of(st.none(), st.sampled_from([0.0, 1.0, 2.0, 5.0]))
+
+
+@given(st.lists(st.tuples(states, times, times), min_size=1, max_size=5))
+def test_best_session_is_the_first_best_by_state_then_activity(
+    specs: list[tuple[MessageState, float | None, float | None]],
+) -> None:
+    sessions: list[Session] = []
+    for state, received, sent in specs:
+        session = Session.__new__(Session)
+        session.msgstate, session.last_received, session.last_sent = state, received, sent
+        sessions.append(session)
+    rank = {MessageState.ENCRYPTED: 2, MessageState.FINISHED: 1, MessageState.PLAINTEXT: 0}
+    expected = max(
+        sessions,
+        key=lambda s: (rank[s.msgstate], max(s.last_received or 0.0, s.last_sent or 0.0)),
+    )
+    conv = Conversation.__new__(Conversation)
+    conv.master = sessions[0]
+    conv.instances = {0x100 + i: s for i, s in enumerate(sessions[1:])}
+    assert conv.best_session() is expected
