@@ -535,7 +535,9 @@ class Account:
             return [ev.MessageDiscarded("fragment for another instance")]
         if not fragment.sender_tag_valid:
             return [ev.MessageDiscarded("fragment with an invalid sender instance tag")]
-        reassembler = self._reassemblers.setdefault(conv.peer, Reassembler())
+        reassembler = self._reassemblers.get(conv.peer)
+        if reassembler is None:
+            reassembler = self._reassemblers[conv.peer] = Reassembler()
         try:
             complete = reassembler.add(fragment, self.now() or 0.0)
         except RemoteProtocolError as exc:

@@ -1,15 +1,19 @@
-"""The fast paths of the data-message path agree with the general ones.
+"""The fast paths of the message path agree with the general ones.
 
 Each shortcut taken for speed (a reusable AES-CTR context, a keyed HMAC
 context, the quick data-message decoder, the policy's version table, the
-conversation's choice of session, the encoded-message check in classify) is
-compared here with the straightforward way of doing the same thing.
+conversation's choice of session, the encoded-message check in classify,
+direct fragment formatting, the canonical fragment parser) is compared here
+with the straightforward way of doing the same thing.
 """
 
 from __future__ import annotations
 
+import copy
 import hmac
+import pickle
 from dataclasses import replace
+from typing import TypeVar
 
 import pytest
 from hypothesis import given
@@ -21,11 +25,14 @@ from offrecord.crypto.primitives import AESCounterMode, HMACSHA1Key, aes_ctr
 from offrecord.errors import RemoteProtocolError
 from offrecord.policy import Policy
 from offrecord.session import MessageState, Session
+from offrecord.wire import fragment as fragment_module
 from offrecord.wire import messages as wm
 from offrecord.wire.codec import MAX_MPI_LEN, encode_data, encode_int
 from offrecord.wire.envelope import Kind, classify, frame
+from offrecord.wire.fragment import MIN_INSTANCE_TAG, Fragment, fragment_message, parse_fragment
 from offrecord.wire.messages import DataMessage, decode_message, encode_message
 
+T = TypeVar("T")
 keys16 = st.binary(min_size=16, max_size=16)
 tops = st.binary(min_size=8, max_size=8)
 
@@ -203,3 +210,104 @@ def test_best_session_is_the_first_best_by_state_then_activity(
     conv.master = sessions[0]
     conv.instances = {0x100 + i: s for i, s in enumerate(sessions[1:])}
     assert conv.best_session() is expected
+
+
+def test_cipher_and_mac_contexts_survive_copying() -> None:
+    # Accounts are deep-copied (checkpoints in tests, applications' snapshots):
+    # a copy gets contexts of its own that give the same output.
+    def pickled(x: T) -> T:
+        copied: T = pickle.loads(pickle.dumps(x))
+        return copied
+
+    cipher, mac = AESCounterMode(bytes(range(16))), HMACSHA1Key(b"k" * 20)
+    for copy_of in (copy.copy, copy.deepcopy, pickled):
+        cipher2, mac2 = copy_of(cipher), copy_of(mac)
+        assert cipher2.crypt(bytes(8), b"data") == cipher.crypt(bytes(8), b"data")
+        assert mac2.digest(b"data") == mac.digest(b"data")
+
+
+# --- fragments ---------------------------------------------------------------------------
+
+base64_text = st.text(
+    alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=", max_size=900
+)
+real_tag = st.integers(MIN_INSTANCE_TAG, 0xFFFFFFFF)
+
+
+@given(base64_text, st.integers(38, 300), st.sampled_from([2, 3]), real_tag, real_tag)
+def test_fragments_are_formatted_as_fragment_encode_writes_them(
+    body: str, max_size: int, version: int, sender: int, receiver: int
+) -> None:
+    message = "?OTR:" + body + "."
+    pieces = fragment_message(
+        message, max_size, version=version, sender_tag=sender, receiver_tag=receiver
+    )
+    if len(message) <= max_size:
+        assert pieces == [message]
+        return
+    step = max_size - (37 if version == 3 else 19)
+    count = -(-len(message) // step)
+    tags = (sender, receiver) if version == 3 else (0, 0)
+    assert pieces == [
+        Fragment(version, *tags, k, count, message[(k - 1) * step : k * step]).encode()
+        for k in range(1, count + 1)
+    ]
+
+
+def test_fragmenting_refuses_a_message_with_nul() -> None:
+    with pytest.raises(ValueError):
+        fragment_message("?OTR:AAAA\x00" + "A" * 100 + ".", 50, version=2)
+
+
+def general_parse(text: str) -> Fragment | str:
+    try:
+        return fragment_module._parse_general(text)
+    except RemoteProtocolError as exc:
+        return f"error: {exc}"
+
+
+def public_parse(text: str) -> Fragment | str:
+    try:
+        return parse_fragment(text)
+    except RemoteProtocolError as exc:
+        return f"error: {exc}"
+
+
+@st.composite
+def fragment_texts(draw: st.DrawFn) -> str:
+    version = draw(st.sampled_from([2, 3]))
+    n = draw(st.integers(1, 0xFFFF))
+    tags = (draw(real_tag), draw(st.integers(0, 0xFFFFFFFF))) if version == 3 else (0, 0)
+    text = Fragment(
+        version, *tags, draw(st.integers(1, n)), n, draw(base64_text.filter(bool))
+    ).encode()
+    chars = list(text)
+    for _ in range(draw(st.integers(0, 3))):
+        how = draw(st.sampled_from(["replace", "insert", "delete"]))
+        at = draw(st.integers(0, len(chars) - 1))
+        char = draw(st.sampled_from([",", "|", "0", "9", "f", "G", "\x00", "?OTR|", " ", "-"]))
+        if how == "replace":
+            chars[at] = char
+        elif how == "insert":
+            chars.insert(at, char)
+        elif len(chars) > 1:
+            del chars[at]
+    return "".join(chars)
+
+
+@given(fragment_texts())
+def test_canonical_fragment_parsing_agrees_with_the_general_parser(text: str) -> None:
+    canonical = fragment_module._parse_canonical(text)
+    general = general_parse(text)
+    if canonical is not None:
+        assert canonical == general
+    assert public_parse(text) == general
+
+
+@given(st.sampled_from([2, 3]), st.integers(1, 0xFFFF), real_tag, base64_text.filter(bool))
+def test_every_fragment_we_write_takes_the_canonical_parser(
+    version: int, n: int, sender: int, piece: str
+) -> None:
+    tags = (sender, 0) if version == 3 else (0, 0)
+    fragment = Fragment(version, *tags, n, n, piece)
+    assert fragment_module._parse_canonical(fragment.encode()) == fragment

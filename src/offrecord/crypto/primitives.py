@@ -80,6 +80,10 @@ class AESCounterMode:
         # ECB only ever encrypts counter blocks here: this is CTR mode.
         self._ecb = Cipher(algorithms.AES(key), modes.ECB()).encryptor()  # noqa: S305
 
+    def __reduce__(self) -> tuple[type[AESCounterMode], tuple[bytes]]:
+        # Copies (and pickles) set up a context of their own from the key.
+        return AESCounterMode, (self._key,)
+
     def crypt(self, counter_top: bytes, data: bytes) -> bytes:
         """Encrypt or decrypt ``data`` from the counter block ``counter_top`` || zeros."""
         if len(counter_top) != 8:
@@ -96,10 +100,14 @@ class HMACSHA1Key:
     """A SHA1-HMAC key set up once and used for many messages (data-message
     MACs): each MAC starts from a copy of the keyed context."""
 
-    __slots__ = ("_base",)
+    __slots__ = ("_base", "_key")
 
     def __init__(self, key: bytes) -> None:
+        self._key = key
         self._base = crypto_hmac.HMAC(key, hashes.SHA1())  # noqa: S303 - OTR v3 mandates it
+
+    def __reduce__(self) -> tuple[type[HMACSHA1Key], tuple[bytes]]:
+        return HMACSHA1Key, (self._key,)
 
     def digest(self, data: bytes) -> bytes:
         mac = self._base.copy()

@@ -23,6 +23,7 @@ clock: the time is passed in as ``now`` (seconds, any monotonic origin).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 from offrecord.errors import RemoteProtocolError
@@ -178,16 +179,19 @@ def fragment_message(
         return [message]
     if "," in message or any(marker in message for marker in _NESTED_MARKERS):
         raise ValueError("an encoded message cannot contain ',' or a fragment marker")
+    if "\x00" in message:
+        raise ValueError("an encoded message cannot contain NUL")
     step = max_size - _RESERVED[version]
     count = -(-len(message) // step)
     if count > MAX_PIECES:
         raise ValueError(
             f"message needs {count} fragments at max_size {max_size}; at most {MAX_PIECES}"
         )
+    # Every piece is a non-empty part of a message checked above, so each is a
+    # valid Fragment; formatting them directly gives Fragment.encode()'s text.
+    head = f"?OTR|{sender_tag:08x}|{receiver_tag:08x}," if version == 3 else "?OTR,"
     return [
-        Fragment(
-            version, sender_tag, receiver_tag, k, count, message[(k - 1) * step : k * step]
-        ).encode()
+        f"{head}{k:05d},{count:05d},{message[(k - 1) * step : k * step]},"
         for k in range(1, count + 1)
     ]
 
@@ -239,6 +243,29 @@ def _number(raw: str, digits: frozenset[str], base: int, width: int, what: str) 
     return int(significant or "0", base)
 
 
+# A fragment exactly as libotr and offrecord write them (see Fragment.encode).
+_CANONICAL_V3 = re.compile(
+    r"\?OTR\|([0-9a-fA-F]{8})\|([0-9a-fA-F]{8}),([0-9]{5}),([0-9]{5}),([^,]+),"
+)
+_CANONICAL_V2 = re.compile(r"\?OTR,([0-9]{5}),([0-9]{5}),([^,]+),")
+
+
+def _parse_canonical(message: str) -> Fragment | None:
+    """The fragment in ``message`` if it is written exactly as fragments are
+    sent (nothing around it, fixed-width numbers) and valid; else None, and
+    :func:`parse_fragment` takes the general way."""
+    try:
+        if (match := _CANONICAL_V3.fullmatch(message)) is not None:
+            sender, receiver, k, n, piece = match.groups()
+            return Fragment(3, int(sender, 16), int(receiver, 16), int(k), int(n), piece)
+        if (match := _CANONICAL_V2.fullmatch(message)) is not None:
+            k, n, piece = match.groups()
+            return Fragment(2, 0, 0, int(k), int(n), piece)
+    except ValueError:  # Fragment's own checks: ranges, NUL, a nested marker
+        return None
+    return None
+
+
 def parse_fragment(text: str | bytes) -> Fragment:
     """Parse a network message that :func:`is_fragment` accepts.
 
@@ -251,6 +278,11 @@ def parse_fragment(text: str | bytes) -> Fragment:
     Raises RemoteProtocolError otherwise.
     """
     message = _decode(text)
+    canonical = _parse_canonical(message)
+    return canonical if canonical is not None else _parse_general(message)
+
+
+def _parse_general(message: str) -> Fragment:
     at, nxt = _marker_at(message)
     if at < 0 or nxt not in ("|", ","):
         raise RemoteProtocolError("not an OTR fragment")
@@ -393,7 +425,9 @@ class Reassembler:
         limit (that sender's pending message is then dropped).  Expired
         reassemblies are dropped first.
         """
-        self.expire(now)
+        _check_now(now)
+        if self._pending:
+            self.expire(now)
         frag = fragment if isinstance(fragment, Fragment) else parse_fragment(fragment)
         if not frag.sender_tag_valid:
             raise RemoteProtocolError("fragment has a reserved sender instance tag")
