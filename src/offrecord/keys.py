@@ -1,10 +1,13 @@
 """Data-message key management (spec "Key Management", "Computing AES keys,
 MAC keys", "Revealing MAC keys").
 
-We keep our two newest DH key pairs and their two newest public keys.  The
-session keys of a (our key, their key) pair are derived lazily, the first time
-that pair is used: a conversation that only ever uses two of the four pairs
-pays for two modular exponentiations, not four.
+We keep our two newest DH key pairs and their two newest public keys.  Our
+newest key pair is made when it is first needed, by the next message we send
+(which announces its public key): going encrypted, or a rotation on receipt,
+costs no exponentiation until we speak.  The session keys of a (our key,
+their key) pair are derived lazily too, the first time that pair is used: a
+conversation that only ever uses two of the four pairs pays for two modular
+exponentiations, not four.
 
 Receiving follows verify-then-commit: the MAC and the counter are checked
 before anything (counters, rotation, revealed MAC keys) changes.
@@ -104,12 +107,11 @@ class DataKeys:
     def __init__(self, ake: AKEComplete, random_bytes: RandomSource) -> None:
         self._random = random_bytes
         self.version = ake.version
-        # our_keys[our_keyid] is the newest pair, our_keys[our_keyid - 1] the previous.
+        # _our[our_keyid - 1] is the previous pair; _our[our_keyid], the newest,
+        # is made by _newest() when first needed.  Until then the peer cannot
+        # know its public key, so a message for it is for an unknown key.
         self.our_keyid = ake.our_keyid + 1
-        self._our: dict[int, dh.DHKeyPair] = {
-            ake.our_keyid: ake.our_dh,
-            self.our_keyid: self._new_keypair(),
-        }
+        self._our: dict[int, dh.DHKeyPair] = {ake.our_keyid: ake.our_dh}
         self.their_keyid = ake.their_keyid
         self._their: dict[int, int] = {ake.their_keyid: ake.their_dh}
         self._pairs: dict[tuple[int, int], PairKeys] = {}
@@ -118,8 +120,13 @@ class DataKeys:
     def __repr__(self) -> str:
         return f"DataKeys(our_keyid={self.our_keyid}, their_keyid={self.their_keyid})"
 
-    def _new_keypair(self) -> dh.DHKeyPair:
-        return dh.generate_keypair(self._random(dh.DH_EXPONENT_BITS // 8))
+    def _newest(self) -> dh.DHKeyPair:
+        """Our newest key pair (key id our_keyid), made on first use."""
+        pair = self._our.get(self.our_keyid)
+        if pair is None:
+            pair = dh.generate_keypair(self._random(dh.DH_EXPONENT_BITS // 8))
+            self._our[self.our_keyid] = pair
+        return pair
 
     def _pair(self, our_id: int, their_id: int) -> PairKeys:
         keys = self._pairs.get((our_id, their_id))
@@ -147,7 +154,7 @@ class DataKeys:
         counter = keys.send_counter.to_bytes(8, "big")
         cipher, mac = keys.sending()
         encrypted = cipher.crypt(counter, plaintext)
-        next_dh = self._our[self.our_keyid].public
+        next_dh = self._newest().public
         authenticated = data_authenticated_part(
             self.version, sender_tag, receiver_tag, flags, our_id, their_id,
             next_dh, counter, encrypted,
@@ -198,8 +205,7 @@ class DataKeys:
         old = self.our_keyid - 1
         self._forget_pairs(our_id=old)
         del self._our[old]
-        self.our_keyid += 1
-        self._our[self.our_keyid] = self._new_keypair()
+        self.our_keyid += 1  # the new newest pair is made when we next send
 
     def _rotate_theirs(self, next_dh: int) -> None:
         old = self.their_keyid - 1

@@ -20,22 +20,18 @@ from hypothesis import strategies as st
 from offrecord import events as ev
 from offrecord.account import Account
 from offrecord.wire.envelope import frame
-from tests.vectors.test_transcript import describe_event, make_accounts, other, stored
+from tests.vectors.test_transcript import describe_event, replay, stored
 
 REJECTIONS = (ev.MessageDiscarded, ev.UnreadableMessage)
 
 
 def checkpoints() -> list[tuple[Account, str, str, list[str]]]:
     """(receiver before the message, sender, wire text, what the receiver saw)."""
-    data = stored()
-    accounts = make_accounts(data["seed"])
     out = []
-    for m in data["messages"]:
+    for m, receiver in replay(stored()):
         sender = m["from"]
-        receiver = accounts[other(sender)]
         out.append((copy.deepcopy(receiver), sender, m["wire"], m["receiver_sees"]))
         receiver.receive(sender, m["wire"])
-        receiver.data_to_send()
     return out
 
 

@@ -470,8 +470,8 @@ def count(monkeypatch: pytest.MonkeyPatch) -> Counter:
 
 def test_ping_pong_derives_one_pair_per_message_per_side(count: Counter) -> None:
     a, b = make_pair()
-    # Two AKE key pairs, then DataKeys made one new pair each and derived nothing.
-    assert (count.shared, count.keypairs) == (0, 4)
+    # The two AKE key pairs; DataKeys makes its next pair only when it sends.
+    assert (count.shared, count.keypairs) == (0, 2)
     for n in range(1, 11):
         if n % 2:
             send(a, b)
@@ -479,8 +479,9 @@ def test_ping_pong_derives_one_pair_per_message_per_side(count: Counter) -> None
             send(b, a)
         # Sender derives the pair to encrypt, receiver derives it to verify.
         assert count.shared == 2 * n
-        # Every receipt after the first retires the receiver's older key pair.
-        assert count.keypairs == 4 + (n - 1)
+        # Every message makes its sender's next key pair (announced in it): the
+        # peer used the previous one, so the receipt before it rotated it out.
+        assert count.keypairs == 2 + n
     assert a.keys.derived_pairs <= 4 and b.keys.derived_pairs <= 4
 
 
@@ -489,7 +490,7 @@ def test_one_way_burst_derives_one_pair_per_side(count: Counter) -> None:
     for _ in range(20):
         send(a, b)
     assert count.shared == 2
-    assert count.keypairs == 4  # none beyond the setup: nobody rotated
+    assert count.keypairs == 3  # the sender's next pair; the receiver never needs one
     assert a.keys.derived_pairs == 1
     assert b.keys.derived_pairs == 1
 
@@ -503,3 +504,17 @@ def test_rejected_messages_do_not_derive_twice(count: Counter) -> None:
     assert count.shared == 2  # a's send and b's (cached) check
     deliver(b, msg)
     assert count.shared == 2
+
+
+def test_our_next_key_pair_is_made_by_the_first_message_that_announces_it() -> None:
+    a, b = make_pair()
+    # Going encrypted made nothing yet: only the AKE key pair is held.
+    assert list(b.keys._our) == [b.keys.our_keyid - 1]
+    # The peer cannot know a key we never announced: a message "for" it is
+    # refused, and refusing it makes no key pair either.
+    msg, _ = encrypt(a, b, b"hi")
+    with pytest.raises(RemoteProtocolError, match="unknown key of ours"):
+        b.keys.decrypt(replace(msg, recipient_keyid=b.keys.our_keyid))
+    assert b.keys.our_keyid not in b.keys._our
+    reply, _ = encrypt(b, a, b"hello")
+    assert reply.next_dh == b.keys._our[b.keys.our_keyid].public

@@ -4,8 +4,12 @@ ways (with a burst and non-ASCII text) and the end of the conversation.
 ``transcript_v3.json`` next to this file is the output of
 :func:`generate_transcript`.  The tests regenerate it and compare byte for
 byte, replay the stored wire messages into fresh accounts built from the stored
-seeds, and check the structure of every stored message.  To update the file
-after an intended change of the wire output::
+seeds, and check the structure of every stored message.  A replay
+(:func:`replay`) repeats each side's own actions too, at the step of the
+script where they happened: the randomness an account draws depends on what
+it sends (its next key pair is made by the first message that announces it),
+so only an account that acts as it did stays in step with the transcript.
+To update the file after an intended change of the wire output::
 
     .venv/bin/python -m tests.vectors.test_transcript
 """
@@ -14,8 +18,11 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from offrecord import events as ev
 from offrecord.account import Account
@@ -91,11 +98,22 @@ def other(name: str) -> str:
     return "bob" if name == "alice" else "alice"
 
 
+def act(accounts: dict[str, Account], who: str, action: str, text: str) -> None:
+    """One step of the script: what the user ``who`` does."""
+    conv = accounts[who].conversation(other(who))
+    if action == "start":
+        conv.start()
+    elif action == "send":
+        assert conv.send(text) == []
+    else:
+        conv.end()
+
+
 def generate_transcript(seed: int = SEED) -> dict[str, Any]:
     accounts = make_accounts(seed)
     messages: list[dict[str, Any]] = []
 
-    def pump() -> None:
+    def pump(step: int) -> None:
         for _ in range(20):
             moved = False
             for name in NAMES:
@@ -103,6 +121,7 @@ def generate_transcript(seed: int = SEED) -> dict[str, Any]:
                     moved = True
                     got = accounts[other(name)].receive(name, text)
                     messages.append({
+                        "step": step,
                         "from": name,
                         "wire": text,
                         "kind": describe_wire(text),
@@ -112,15 +131,9 @@ def generate_transcript(seed: int = SEED) -> dict[str, Any]:
                 return
         raise AssertionError("the transcript never went quiet")
 
-    for who, action, text in SCRIPT:
-        conv = accounts[who].conversation(other(who))
-        if action == "start":
-            conv.start()
-        elif action == "send":
-            assert conv.send(text) == []
-        else:
-            conv.end()
-        pump()
+    for step, (who, action, text) in enumerate(SCRIPT):
+        act(accounts, who, action, text)
+        pump(step)
 
     return {
         "provenance": PROVENANCE,
@@ -146,6 +159,36 @@ def stored() -> dict[str, Any]:
     return data
 
 
+def replay(data: dict[str, Any]) -> Iterator[tuple[dict[str, Any], Account]]:
+    """Replay a transcript: yields each stored message with the account that
+    received it, in the state it had just before; the caller delivers it.
+
+    Fresh accounts from the stored seed act out the script, step by step.  At
+    each step, every message the transcript holds from that step is checked
+    against what its sender sent (byte for byte) and then handed over; each
+    side's own outgoing messages are taken as it sends them, so a checkpoint
+    holds nothing unsent.
+    """
+    accounts = make_accounts(data["seed"])
+    sent: dict[str, list[str]] = {name: [] for name in NAMES}
+
+    def collect(name: str) -> None:
+        sent[name] += [text for _peer, text in accounts[name].data_to_send()]
+
+    for step, entry in enumerate(data["script"]):
+        act(accounts, entry["who"], entry["action"], entry["text"])
+        for message in [m for m in data["messages"] if m["step"] == step]:
+            sender, receiver = message["from"], other(message["from"])
+            collect(sender)
+            collect(receiver)
+            assert sent[sender], f"step {step}: {sender} sent nothing, the transcript more"
+            assert sent[sender].pop(0) == message["wire"], f"step {step}: {sender} sent otherwise"
+            yield message, accounts[receiver]
+    for name in NAMES:
+        collect(name)
+        assert sent[name] == [], f"{name} sent more than the transcript holds"
+
+
 # --- tests ------------------------------------------------------------------------------
 
 
@@ -158,12 +201,20 @@ def test_stored_messages_replay_into_fresh_accounts() -> None:
     accounts = make_accounts(data["seed"])
     for name in NAMES:
         assert accounts[name].fingerprint.hex() == data["parties"][name]["fingerprint"]
-    for message in data["messages"]:
-        sender = message["from"]
-        receiver = accounts[other(sender)]
-        got = receiver.receive(sender, message["wire"])
-        receiver.data_to_send()  # its replies are in the transcript already
+    delivered = 0
+    for message, receiver in replay(data):
+        got = receiver.receive(message["from"], message["wire"])
         assert [describe_event(e) for e in got] == message["receiver_sees"]
+        delivered += 1
+    assert delivered == len(data["messages"])
+
+
+def test_replay_notices_a_message_the_sender_did_not_send() -> None:
+    data = stored()
+    data["messages"][6]["wire"] = data["messages"][7]["wire"]
+    with pytest.raises(AssertionError, match="sent otherwise"):
+        for message, receiver in replay(data):
+            receiver.receive(message["from"], message["wire"])
 
 
 def test_replay_shows_every_typed_message_encrypted() -> None:
