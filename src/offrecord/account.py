@@ -19,7 +19,16 @@ from offrecord.crypto.primitives import RandomSource, system_random
 from offrecord.errors import LocalProtocolError, RemoteProtocolError
 from offrecord.policy import Policy
 from offrecord.session import MessageState, Outgoing, Session
-from offrecord.wire.envelope import Incoming, Kind, classify, query_message, tag_plaintext
+from offrecord.wire.envelope import (
+    ENCODED_PREFIX,
+    FRAGMENT_PREFIXES,
+    Incoming,
+    Kind,
+    classify,
+    encoded_payload,
+    query_message,
+    tag_plaintext,
+)
 from offrecord.wire.fragment import (
     Reassembler,
     fragment_message,
@@ -244,6 +253,17 @@ class Conversation:
         if not self._account.policy.allowed_versions():
             # OTR is off (policy NEVER): every message is shown as it came.
             return [ev.MessageReceived(text, False)] if text else []
+        # The two shapes most traffic has, taken the way classify() and
+        # _dispatch() would take them: a fragment, and an encoded message.
+        if text.startswith(FRAGMENT_PREFIXES):
+            return self._account._reassemble(self, text)
+        if text.startswith(ENCODED_PREFIX):
+            self._account._note_unfragmented(self.peer, text)
+            try:
+                payload = encoded_payload(text)
+            except RemoteProtocolError as exc:
+                return [ev.MessageDiscarded(str(exc))]
+            return self._receive_encoded(payload)
         if not is_fragment(text):
             # As libotr: any unfragmented message abandons a half-received v2 one.
             self._account._note_unfragmented(self.peer, text)
@@ -343,8 +363,10 @@ class Conversation:
                 return "too many instances of this peer"
             session = self._new_session(msg.sender_tag)
             self.instances[msg.sender_tag] = session
-        if self.master.ake.state is AuthState.AWAITING_DHKEY and self._adopts_master_ake(
-            session, msg
+        if (
+            not isinstance(msg, DataMessage)  # only AKE messages continue an AKE
+            and self.master.ake.state is AuthState.AWAITING_DHKEY
+            and self._adopts_master_ake(session, msg)
         ):
             session.ake = self.master.ake.copy_for(msg.sender_tag)
             self._session_ake_seq[msg.sender_tag] = self._master_commit_seq

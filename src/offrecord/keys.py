@@ -95,10 +95,14 @@ class Encrypted(NamedTuple):
     extra_key: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Decrypted:
-    plaintext: bytes = field(repr=False)
-    extra_key: bytes = field(repr=False)
+class Decrypted(NamedTuple):
+    """A verified data message's plaintext, and its pair's extra symmetric key."""
+
+    plaintext: bytes
+    extra_key: bytes
+
+    def __repr__(self) -> str:
+        return f"Decrypted({len(self.plaintext)} bytes)"
 
 
 class DataKeys:

@@ -28,7 +28,7 @@ from offrecord.session import MessageState, Session
 from offrecord.wire import fragment as fragment_module
 from offrecord.wire import messages as wm
 from offrecord.wire.codec import MAX_MPI_LEN, encode_data, encode_int
-from offrecord.wire.envelope import Kind, classify, frame
+from offrecord.wire.envelope import Kind, classify, encoded_payload, frame
 from offrecord.wire.fragment import MIN_INSTANCE_TAG, Fragment, fragment_message, parse_fragment
 from offrecord.wire.messages import DataMessage, decode_message, encode_message
 
@@ -311,3 +311,32 @@ def test_every_fragment_we_write_takes_the_canonical_parser(
     tags = (sender, 0) if version == 3 else (0, 0)
     fragment = Fragment(version, *tags, n, n, piece)
     assert fragment_module._parse_canonical(fragment.encode()) == fragment
+
+
+def classify_answer(text: str) -> bytes | str:
+    try:
+        incoming = classify(text)
+    except RemoteProtocolError as exc:
+        return f"error: {exc}"
+    assert incoming.kind is Kind.ENCODED
+    return incoming.payload
+
+
+def payload_answer(text: str) -> bytes | str:
+    try:
+        return encoded_payload(text)
+    except RemoteProtocolError as exc:
+        return f"error: {exc}"
+
+
+@given(st.text(alphabet="AB+/=. \n\x00é,|?:OTR", max_size=60))
+def test_the_conversations_encoded_path_reads_what_classify_reads(body: str) -> None:
+    # Conversation.receive takes "?OTR:" messages straight to encoded_payload;
+    # classify() must give the same payload, or the same error.
+    text = "?OTR:" + body
+    assert payload_answer(text) == classify_answer(text)
+
+
+def test_encoded_payload_is_only_for_encoded_messages() -> None:
+    with pytest.raises(ValueError):
+        encoded_payload("?OTRv3?")

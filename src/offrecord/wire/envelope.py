@@ -19,6 +19,7 @@ __all__ = [
     "Incoming",
     "Kind",
     "classify",
+    "encoded_payload",
     "error_message",
     "frame",
     "query_message",
@@ -117,6 +118,17 @@ def _decode_body(text: str, start: int) -> bytes:
         raise RemoteProtocolError("encoded OTR message is not valid base64") from None
 
 
+def encoded_payload(text: str) -> bytes:
+    """The binary body of a network message that starts with ``?OTR:``
+    (classify() gives the same as the payload of its ENCODED answer).
+
+    Raises RemoteProtocolError for broken framing or base64.
+    """
+    if not text.startswith(ENCODED_PREFIX):
+        raise ValueError("not an encoded OTR message")
+    return _decode_body(text, len(ENCODED_PREFIX))
+
+
 def classify(text: str) -> Incoming:
     """Classify a complete network message.
 
@@ -124,7 +136,7 @@ def classify(text: str) -> Incoming:
     is broken; everything else classifies.
     """
     if text.startswith(ENCODED_PREFIX):  # most traffic: skip the search
-        return Incoming(Kind.ENCODED, payload=_decode_body(text, len(ENCODED_PREFIX)))
+        return Incoming(Kind.ENCODED, payload=encoded_payload(text))
     at = text.find(OTR_MARKER)
     if at >= 0:
         rest = text[at:]

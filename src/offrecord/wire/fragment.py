@@ -70,7 +70,7 @@ def _piece_problem(piece: str) -> str | None:
     if "\x00" in piece:
         # libotr sees a C string: a NUL ends the piece before its comma.
         return "fragment piece contains NUL"
-    if any(marker in piece for marker in _NESTED_MARKERS):
+    if "?OTR|" in piece or "?OTR," in piece:  # _NESTED_MARKERS
         return "fragment inside a fragment"
     return None
 
