@@ -30,7 +30,7 @@ from offrecord.crypto.primitives import (
 )
 from offrecord.errors import LocalProtocolError, RemoteProtocolError
 from offrecord.wire.codec import encode_data, encode_mpi
-from offrecord.wire.messages import DataMessage, data_authenticated_part
+from offrecord.wire.messages import DataMessage, data_authenticated_part, decode_message
 
 __all__ = ["DataKeys", "Decrypted", "Encrypted", "PairKeys"]
 
@@ -88,11 +88,17 @@ class PairKeys:
 
 
 class Encrypted(NamedTuple):
-    """A data message we send, its binary form, and its pair's extra symmetric key."""
+    """A data message we send: its binary form, and its pair's extra symmetric key."""
 
-    message: DataMessage
-    encoded: bytes  # encode_message(message), made along with the MAC
+    encoded: bytes
     extra_key: bytes
+
+    @property
+    def message(self) -> DataMessage:
+        """The message, as the receiver will decode it."""
+        msg = decode_message(self.encoded)
+        assert isinstance(msg, DataMessage)
+        return msg
 
 
 class Decrypted(NamedTuple):
@@ -116,6 +122,7 @@ class DataKeys:
         # know its public key, so a message for it is for an unknown key.
         self.our_keyid = ake.our_keyid + 1
         self._our: dict[int, dh.DHKeyPair] = {ake.our_keyid: ake.our_dh}
+        self._announced: tuple[int, bytes] | None = None  # (key id, its public key's MPI)
         self.their_keyid = ake.their_keyid
         self._their: dict[int, int] = {ake.their_keyid: ake.their_dh}
         self._pairs: dict[tuple[int, int], PairKeys] = {}
@@ -139,6 +146,12 @@ class DataKeys:
             self._pairs[(our_id, their_id)] = keys
         return keys
 
+    def _newest_public_mpi(self) -> bytes:
+        """Our newest public key as an MPI: every message we send carries it."""
+        if self._announced is None or self._announced[0] != self.our_keyid:
+            self._announced = self.our_keyid, encode_mpi(self._newest().public)
+        return self._announced[1]
+
     @property
     def derived_pairs(self) -> int:
         """How many pairs have had their keys derived (for tests and benchmarks)."""
@@ -158,19 +171,13 @@ class DataKeys:
         counter = keys.send_counter.to_bytes(8, "big")
         cipher, mac = keys.sending()
         encrypted = cipher.crypt(counter, plaintext)
-        next_dh = self._newest().public
         authenticated = data_authenticated_part(
             self.version, sender_tag, receiver_tag, flags, our_id, their_id,
-            next_dh, counter, encrypted,
+            self._newest_public_mpi(), counter, encrypted,
         )  # fmt: skip
-        authenticator = mac.digest(authenticated)
         revealed, self._to_reveal = bytes(self._to_reveal), bytearray()
-        msg = DataMessage(
-            self.version, sender_tag, receiver_tag, flags, our_id, their_id,
-            next_dh, counter, encrypted, authenticator, revealed,
-        )  # fmt: skip
-        encoded = b"".join((authenticated, authenticator, encode_data(revealed)))
-        return Encrypted(msg, encoded, keys.extra_symmetric_key())
+        encoded = b"".join((authenticated, mac.digest(authenticated), encode_data(revealed)))
+        return Encrypted(encoded, keys.extra_symmetric_key())
 
     # -- receiving ----------------------------------------------------------
 

@@ -138,13 +138,13 @@ class Session:
 
     # -- output helpers ------------------------------------------------------
 
-    def _queue_encoded(
-        self, msg: EncodedMessage, now: float | None, encoded: bytes | None = None
+    def _queue_encoded(self, msg: EncodedMessage, now: float | None) -> None:
+        self._queue_binary(encode_message(msg), msg.version, msg.sender_tag, msg.receiver_tag, now)
+
+    def _queue_binary(
+        self, binary: bytes, version: int, sender_tag: int, receiver_tag: int, now: float | None
     ) -> None:
-        """Queue ``msg``; ``encoded`` is its binary form when the caller has it."""
-        if encoded is None:
-            encoded = encode_message(msg)
-        self._out.append(Outgoing(frame(encoded), msg.version, msg.sender_tag, msg.receiver_tag))
+        self._out.append(Outgoing(frame(binary), version, sender_tag, receiver_tag))
         if now is not None:
             self.last_sent = now
 
@@ -242,13 +242,13 @@ class Session:
             tlvs = (*tlvs, TLV(TLVType.PADDING, bytes(-used % block)))
         if tlvs:
             payload += b"\x00" + encode_tlvs(tlvs)
+        version = self._keys.version
+        sender_tag = self._owner.instance_tag if version == 3 else 0
+        receiver_tag = self.their_instance if version == 3 else 0
         sealed = self._keys.encrypt(
-            payload,
-            flags=flags,
-            sender_tag=self._owner.instance_tag if self._keys.version == 3 else 0,
-            receiver_tag=self.their_instance if self._keys.version == 3 else 0,
+            payload, flags=flags, sender_tag=sender_tag, receiver_tag=receiver_tag
         )
-        self._queue_encoded(sealed.message, now, sealed.encoded)
+        self._queue_binary(sealed.encoded, version, sender_tag, receiver_tag, now)
         return sealed.extra_key
 
     def _unreadable(self, msg: DataMessage, reason: str, reply: str) -> list[ev.Event]:

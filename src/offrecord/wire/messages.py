@@ -113,7 +113,8 @@ class DataMessage(_Header):
         """The bytes the data-message MAC covers: version through encrypted message."""
         return data_authenticated_part(
             self.version, self.sender_tag, self.receiver_tag, self.flags,
-            self.sender_keyid, self.recipient_keyid, self.next_dh, self.counter, self.encrypted,
+            self.sender_keyid, self.recipient_keyid, encode_mpi(self.next_dh), self.counter,
+            self.encrypted,
         )  # fmt: skip
 
 
@@ -131,19 +132,20 @@ def data_authenticated_part(
     flags: int,
     sender_keyid: int,
     recipient_keyid: int,
-    next_dh: int,
+    next_dh_mpi: bytes,
     counter: bytes,
     encrypted: bytes,
 ) -> bytes:
     """:meth:`DataMessage.authenticated_part` from the fields, for a sender
-    that needs the MAC before it builds the message."""
+    that needs the MAC before it builds the message; ``next_dh_mpi`` is the
+    next DH key already encoded as an MPI."""
     if version == 3:
         head = _DATA_HEAD_V3.pack(
             3, MessageType.DATA, sender_tag, receiver_tag, flags, sender_keyid, recipient_keyid
         )
     else:
         head = _DATA_HEAD_V2.pack(version, MessageType.DATA, flags, sender_keyid, recipient_keyid)
-    return b"".join((head, encode_mpi(next_dh), counter, encode_data(encrypted)))
+    return b"".join((head, next_dh_mpi, counter, encode_data(encrypted)))
 
 
 EncodedMessage = DHCommit | DHKey | RevealSignature | Signature | DataMessage
