@@ -32,7 +32,7 @@ from offrecord.errors import LocalProtocolError, RemoteProtocolError
 from offrecord.wire.codec import encode_data, encode_mpi
 from offrecord.wire.messages import DataMessage, data_authenticated_part, decode_message
 
-__all__ = ["DataKeys", "Decrypted", "Encrypted", "PairKeys"]
+__all__ = ["DataKeys", "Decrypted", "PairKeys"]
 
 _MAX_COUNTER = (1 << 64) - 1
 
@@ -85,20 +85,6 @@ class PairKeys:
         if self._receiving is None:
             self._receiving = AESCounterMode(self.recv_aes), HMACSHA1Key(self.recv_mac)
         return self._receiving
-
-
-class Encrypted(NamedTuple):
-    """A data message we send: its binary form, and its pair's extra symmetric key."""
-
-    encoded: bytes
-    extra_key: bytes
-
-    @property
-    def message(self) -> DataMessage:
-        """The message, as the receiver will decode it."""
-        msg = decode_message(self.encoded)
-        assert isinstance(msg, DataMessage)
-        return msg
 
 
 class Decrypted(NamedTuple):
@@ -161,8 +147,20 @@ class DataKeys:
 
     def encrypt(
         self, plaintext: bytes, *, flags: int, sender_tag: int, receiver_tag: int
-    ) -> Encrypted:
-        """A data message for ``plaintext``, encoded, and the pair's extra symmetric key."""
+    ) -> tuple[DataMessage, bytes]:
+        """As :meth:`seal`, with the message decoded (for tests and tools)."""
+        encoded, extra_key = self.seal(
+            plaintext, flags=flags, sender_tag=sender_tag, receiver_tag=receiver_tag
+        )
+        msg = decode_message(encoded)
+        assert isinstance(msg, DataMessage)
+        return msg, extra_key
+
+    def seal(
+        self, plaintext: bytes, *, flags: int, sender_tag: int, receiver_tag: int
+    ) -> tuple[bytes, bytes]:
+        """The binary form of a data message for ``plaintext``, and the pair's
+        extra symmetric key."""
         our_id, their_id = self.our_keyid - 1, self.their_keyid
         keys = self._pair(our_id, their_id)
         if keys.send_counter >= _MAX_COUNTER:
@@ -177,7 +175,7 @@ class DataKeys:
         )  # fmt: skip
         revealed, self._to_reveal = bytes(self._to_reveal), bytearray()
         encoded = b"".join((authenticated, mac.digest(authenticated), encode_data(revealed)))
-        return Encrypted(encoded, keys.extra_symmetric_key())
+        return encoded, keys.extra_symmetric_key()
 
     # -- receiving ----------------------------------------------------------
 

@@ -245,11 +245,11 @@ class Session:
         version = self._keys.version
         sender_tag = self._owner.instance_tag if version == 3 else 0
         receiver_tag = self.their_instance if version == 3 else 0
-        sealed = self._keys.encrypt(
+        encoded, extra_key = self._keys.seal(
             payload, flags=flags, sender_tag=sender_tag, receiver_tag=receiver_tag
         )
-        self._queue_binary(sealed.encoded, version, sender_tag, receiver_tag, now)
-        return sealed.extra_key
+        self._queue_binary(encoded, version, sender_tag, receiver_tag, now)
+        return extra_key
 
     def _unreadable(self, msg: DataMessage, reason: str, reply: str) -> list[ev.Event]:
         if msg.ignore_unreadable:
