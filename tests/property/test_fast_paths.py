@@ -109,7 +109,18 @@ def public_decode(raw: bytes) -> wm.EncodedMessage | str:
 @given(data_messages())
 def test_quick_decoder_takes_every_well_formed_data_message(msg: DataMessage) -> None:
     raw = encode_message(msg)
-    assert wm._decode_data_quickly(raw) == msg == general_decode(raw)
+    quick = wm._decode_data_quickly(raw)
+    assert quick == msg == general_decode(raw)
+    assert quick is not None and quick.authenticated_part() == msg.authenticated_part()
+
+
+@given(data_messages(), st.binary(min_size=8, max_size=8))
+def test_a_changed_message_is_macd_as_its_fields_encode(msg: DataMessage, counter: bytes) -> None:
+    # replace() must not carry the received bytes over to a different message.
+    received = decode_message(encode_message(msg))
+    assert isinstance(received, DataMessage)
+    changed = replace(received, counter=counter)
+    assert changed.authenticated_part() == replace(msg, counter=counter).authenticated_part()
 
 
 @st.composite
@@ -138,6 +149,11 @@ def test_quick_decoder_never_accepts_what_the_general_one_refuses(raw: bytes) ->
     general = general_decode(raw)
     if quick is not None:
         assert quick == general
+        assert isinstance(general, DataMessage)
+        # Both keep the bytes the MAC covers, exactly as they arrived.
+        signed = quick.authenticated_part()
+        assert signed == general.authenticated_part() == raw[: len(signed)]
+        assert raw[len(signed) : len(signed) + 20] == quick.mac
     # Whichever path it takes, decode_message answers as the general decoder.
     assert public_decode(raw) == general
 

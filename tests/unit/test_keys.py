@@ -16,7 +16,7 @@ from offrecord.crypto.dsa import DSAPublicKey
 from offrecord.crypto.primitives import aes_ctr, hmac_sha1, sha1, sha256
 from offrecord.errors import LocalProtocolError, RemoteProtocolError
 from offrecord.keys import DataKeys
-from offrecord.wire.codec import encode_mpi
+from offrecord.wire.codec import encode_data, encode_mpi
 from offrecord.wire.messages import DataMessage, decode_message, encode_message
 
 A_TAG, B_TAG = 0x1111, 0x2222
@@ -526,3 +526,18 @@ def test_seal_gives_the_encoded_message_and_encrypt_decodes_it() -> None:
     msg, extra_again = twin_a.keys.encrypt(b"same", flags=0, sender_tag=A_TAG, receiver_tag=B_TAG)
     assert encode_message(msg) == encoded and extra == extra_again
     assert deliver(b, msg) == b"same"
+
+
+def test_the_mac_covers_the_bytes_as_received_as_libotr_computes_it() -> None:
+    # A sender may encode the next DH key with a leading zero byte (libotr
+    # reads such MPIs); the MAC is over the bytes it sent, and verifies.
+    a, b = make_pair()
+    msg, _ = a.keys.encrypt(b"padded", flags=0, sender_tag=A_TAG, receiver_tag=B_TAG)
+    mpi = encode_mpi(msg.next_dh)
+    padded = (len(mpi) - 3).to_bytes(4, "big") + b"\x00" + mpi[4:]
+    signed = msg.authenticated_part().replace(mpi, padded, 1)
+    mac_key = a.keys._pairs[(msg.sender_keyid, msg.recipient_keyid)].send_mac
+    raw = signed + hmac_sha1(mac_key, signed) + encode_data(msg.old_mac_keys)
+    received = decode_message(raw)
+    assert replace(received, mac=msg.mac) == msg  # the same fields but the MAC
+    assert b.keys.decrypt(received).plaintext == b"padded"

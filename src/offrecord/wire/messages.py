@@ -102,6 +102,10 @@ class DataMessage(_Header):
     encrypted: bytes = field(repr=False)
     mac: bytes
     old_mac_keys: bytes = field(repr=False)
+    # The bytes the MAC covers as they arrived, set by decode_message (libotr
+    # also MACs the received bytes).  The constructor, and so replace(), leave
+    # it empty: a message built or changed here is MACed as its fields encode.
+    received_authenticated: bytes = field(default=b"", init=False, repr=False, compare=False)
 
     type = MessageType.DATA
 
@@ -111,6 +115,8 @@ class DataMessage(_Header):
 
     def authenticated_part(self) -> bytes:
         """The bytes the data-message MAC covers: version through encrypted message."""
+        if self.received_authenticated:
+            return self.received_authenticated
         return data_authenticated_part(
             self.version, self.sender_tag, self.receiver_tag, self.flags,
             self.sender_keyid, self.recipient_keyid, encode_mpi(self.next_dh), self.counter,
@@ -241,16 +247,19 @@ def _decode_data_quickly(raw: bytes) -> DataMessage | None:
     pos += encrypted_len
     if len(raw) < pos + 24:
         return None
+    authenticated_end = pos
     mac = raw[pos : pos + 20]
     (old_len,) = _LENGTH.unpack_from(raw, pos + 20)
     pos += 24
     if old_len > MAX_DATA_LEN or len(raw) != pos + old_len:
         return None
     old_keys = raw[pos:]
-    return DataMessage(
+    msg = DataMessage(
         version, sender, receiver, flags, sender_keyid, recipient_keyid,
         next_dh, counter, encrypted, mac, old_keys,
     )  # fmt: skip
+    object.__setattr__(msg, "received_authenticated", raw[:authenticated_end])
+    return msg
 
 
 def decode_message(raw: bytes) -> EncodedMessage:
@@ -294,12 +303,14 @@ def _decode_message(raw: bytes) -> EncodedMessage:
         next_dh = check_element(reader.mpi("next DH key"), "data message: next DH key")
         counter = reader.ctr("counter")
         encrypted = reader.data("encrypted message")
+        authenticated = reader.consumed()
         mac = reader.mac("authenticator")
         old_keys = reader.data("old MAC keys")
         msg = DataMessage(
             version, sender, receiver, flags, sender_keyid, recipient_keyid,
             next_dh, counter, encrypted, mac, old_keys,
         )  # fmt: skip
+        object.__setattr__(msg, "received_authenticated", authenticated)
     else:
         raise RemoteProtocolError(f"unknown OTR message type 0x{kind:02x}")
     reader.end()
