@@ -539,5 +539,6 @@ def test_the_mac_covers_the_bytes_as_received_as_libotr_computes_it() -> None:
     mac_key = a.keys._pairs[(msg.sender_keyid, msg.recipient_keyid)].send_mac
     raw = signed + hmac_sha1(mac_key, signed) + encode_data(msg.old_mac_keys)
     received = decode_message(raw)
+    assert isinstance(received, DataMessage)
     assert replace(received, mac=msg.mac) == msg  # the same fields but the MAC
     assert b.keys.decrypt(received).plaintext == b"padded"
