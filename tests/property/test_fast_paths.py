@@ -9,6 +9,7 @@ with the straightforward way of doing the same thing.
 
 from __future__ import annotations
 
+import binascii
 import copy
 import hmac
 import pickle
@@ -25,6 +26,7 @@ from offrecord.crypto.primitives import AESCounterMode, HMACSHA1Key, aes_ctr
 from offrecord.errors import RemoteProtocolError
 from offrecord.policy import Policy
 from offrecord.session import MessageState, Session
+from offrecord.wire import envelope as envelope_module
 from offrecord.wire import fragment as fragment_module
 from offrecord.wire import messages as wm
 from offrecord.wire.codec import MAX_MPI_LEN, encode_data, encode_int
@@ -356,3 +358,38 @@ def test_the_conversations_encoded_path_reads_what_classify_reads(body: str) -> 
 def test_encoded_payload_is_only_for_encoded_messages() -> None:
     with pytest.raises(ValueError):
         encoded_payload("?OTRv3?")
+
+
+def reference_decode_body(text: str, start: int) -> bytes | str:
+    """_decode_body as written before its shortcut for unbroken lines."""
+    end = text.find(".", start)
+    if end < 0:
+        return "no end"
+    body = "".join(text[start:end].split())
+    if len(body) > envelope_module.MAX_ENCODED_LEN:
+        return "too long"
+    if not body:
+        return "empty"
+    try:
+        return binascii.a2b_base64(body.encode("ascii"), strict_mode=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        return "bad base64"
+
+
+ERRORS = {
+    "no end": "no terminating",
+    "too long": "too long",
+    "empty": "empty",
+    "bad base64": "not valid base64",
+}
+
+
+@given(st.text(alphabet="AB/+=\n\t \x0b\x1c\x1f\u2028\u3000é.", max_size=40))
+def test_encoded_body_decoding_equals_the_reference(body: str) -> None:
+    expected = reference_decode_body(body, 0)
+    try:
+        got: bytes | str = envelope_module._decode_body(body, 0)
+    except RemoteProtocolError as exc:
+        assert isinstance(expected, str) and ERRORS[expected] in str(exc)
+        return
+    assert got == expected
