@@ -425,9 +425,10 @@ class Reassembler:
         limit (that sender's pending message is then dropped).  Expired
         reassemblies are dropped first.
         """
-        _check_now(now)
         if self._pending:
-            self.expire(now)
+            self.expire(now)  # checks now too
+        else:
+            _check_now(now)
         frag = fragment if isinstance(fragment, Fragment) else parse_fragment(fragment)
         if not frag.sender_tag_valid:
             raise RemoteProtocolError("fragment has a reserved sender instance tag")
