@@ -5,6 +5,7 @@ the script runner."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
@@ -615,3 +616,23 @@ def test_buddies_before_any_conversation() -> None:
         await alice.stop()
 
     run(test)
+
+
+def test_nothing_secret_reaches_the_logs(caplog: pytest.LogCaptureFixture) -> None:
+    """With every logger at DEBUG, a whole conversation (AKE, messages, SMP with
+    a question, end) leaves no message text, secret or question in any record."""
+    caplog.set_level(logging.DEBUG)
+
+    async def body(network: Network, alice: Party, bob: Party) -> None:
+        assert await alice.do("confidential-plan")
+        await until(lambda: bob.has("recv alice encrypted confidential-plan"))
+        assert await alice.do('/otr smp "secret-question?" secret-answer')
+        await until(lambda: bob.has("smp-asked alice"))
+        assert await bob.do("/otr smp-respond secret-answer")
+        await until(lambda: alice.has("smp-result bob"))
+        assert await alice.do("/otr end")
+
+    with_pair(body)
+    logged = "\n".join(f"{r.getMessage()} {r.args!r}" for r in caplog.records)
+    for secret in ("confidential-plan", "secret-question", "secret-answer"):
+        assert secret not in logged

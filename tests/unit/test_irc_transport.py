@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import itertools
+import logging
 import ssl
 import time
 from collections.abc import Callable, Coroutine
@@ -531,3 +532,25 @@ def test_tls_verifies_the_certificate(tmp_path: Path) -> None:
             await server.close()
 
     asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_the_transport_logs_no_message_text(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+
+    async def test(server: FakeServer) -> None:
+        transport = await connected(server, interval=0.0)
+        await transport.send("bob", "outgoing-words", otr=False)
+        await server.expect("PRIVMSG")
+        await server.send(
+            ":bob!b@h PRIVMSG alice :incoming-words",
+            ":bob!b@h NOTICE alice :notice-words",
+            ":bob!b@h PRIVMSG alice :\x01ACTION action-words\x01",
+        )
+        for _ in range(3):
+            await next_event(transport)
+        await transport.close()
+
+    run(test)
+    logged = "\n".join(f"{r.getMessage()} {r.args!r}" for r in caplog.records)
+    for words in ("outgoing-words", "incoming-words", "notice-words", "action-words"):
+        assert words not in logged
