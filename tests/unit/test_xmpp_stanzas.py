@@ -8,7 +8,7 @@ from xml.etree import ElementTree as ET
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from slixmpp import JID, Message
+from slixmpp import JID, Message, Presence
 
 from offrecord.transports.base import Delivered, Notice
 from offrecord.transports.xmpp import (
@@ -177,3 +177,50 @@ def test_stanzas_never_reach_the_logs(caplog: pytest.LogCaptureFixture) -> None:
     assert "secret" not in caplog.text
     assert "AGFsaWNl" not in caplog.text
     assert "connection_made" in caplog.text
+
+
+def test_a_bounce_with_its_body_is_one_notice() -> None:
+    """slixmpp fires both "message" and "message_error" for an error stanza
+    that carries the original body; the transport reports it once, and an
+    error from the buddy's resource makes it write to the bare JID again."""
+    transport = XMPPTransport("alice@example.org", "pw")
+    chat = _parse(
+        "<message xmlns='jabber:client' type='chat' from='bob@example.org/phone'>"
+        "<body>?OTR:AAMD.</body></message>"
+    )
+    transport._on_message(chat)
+    assert str(transport.recipient("bob@example.org")) == "bob@example.org/phone"
+    bounce = _parse(
+        "<message xmlns='jabber:client' type='error' from='bob@example.org/phone'>"
+        "<body>?OTR:AAMD.</body><error type='cancel'>"
+        "<service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
+    )
+    transport._on_message(bounce)
+    transport._on_message_error(bounce)
+    queued = []
+    while not transport._queue.empty():
+        queued.append(transport._queue.get_nowait())
+    assert queued[0] == Delivered("bob@example.org", "?OTR:AAMD.")
+    assert len(queued) == 2 and isinstance(queued[1], Notice)
+    assert str(transport.recipient("bob@example.org")) == "bob@example.org"
+
+
+def _unavailable(sender: str) -> Presence:
+    xml = f"<presence xmlns='jabber:client' type='unavailable' from='{sender}'/>"
+    return Presence(xml=ET.fromstring(xml))
+
+
+def test_unavailable_resource_is_forgotten() -> None:
+    transport = XMPPTransport("alice@example.org", "pw")
+    transport._on_message(
+        _parse(
+            "<message xmlns='jabber:client' type='chat' from='bob@example.org/phone'>"
+            "<body>hi</body></message>"
+        )
+    )
+    other = _unavailable("bob@example.org/laptop")
+    transport._on_unavailable(other)
+    assert str(transport.recipient("bob@example.org")) == "bob@example.org/phone"
+    gone = _unavailable("bob@example.org/phone")
+    transport._on_unavailable(gone)
+    assert str(transport.recipient("bob@example.org")) == "bob@example.org"

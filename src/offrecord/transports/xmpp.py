@@ -253,6 +253,9 @@ class XMPPTransport:
             settle(None)
 
         client.add_event_handler("session_start", on_session_start)
+        client.add_event_handler("message", self._on_message)
+        client.add_event_handler("message_error", self._on_message_error)
+        client.add_event_handler("presence_unavailable", self._on_unavailable)
         # slixmpp reports "no_auth" right after "failed_all_auth" when it did not
         # even try a mechanism; that more precise reason must win.
         client.add_event_handler(
@@ -285,9 +288,6 @@ class XMPPTransport:
             self._client = None
             raise TransportError(f"{self._jid.bare}: {failure}")
         self._online = True
-        client.add_event_handler("message", self._on_message)
-        client.add_event_handler("message_error", self._on_message)
-        client.add_event_handler("presence_unavailable", self._on_unavailable)
         client.add_event_handler("disconnected", self._on_disconnected)
         client.add_event_handler("stream_error", self._on_stream_error)
         # Available presence, so the server routes messages sent to our bare
@@ -305,9 +305,18 @@ class XMPPTransport:
                 self._ended = True
 
     def _on_message(self, message: Message) -> None:
-        assert self._client is not None
+        # A bounce that carries the original body matches both of slixmpp's
+        # message handlers; it is reported once, as an error.
+        if message["type"] != "error":
+            self._read(message)
+
+    def _on_message_error(self, message: Message) -> None:
+        self._read(message)
+
+    def _read(self, message: Message) -> None:
+        own = self._client.boundjid if self._client is not None else self._jid
         try:
-            event = read_message(message, self._client.boundjid)
+            event = read_message(message, own)
         except Exception:  # a malformed stanza must not end the connection
             return
         sender = message["from"]
