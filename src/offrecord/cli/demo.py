@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import hmac
 import random
+import secrets
 import textwrap
 import time
 from collections.abc import Callable
@@ -268,9 +269,18 @@ def run_demo(
     seed: int | None = None,
     transports: tuple[ChatTransport, ChatTransport] | None = None,
     network: str | None = None,
+    address_of: Callable[[ChatTransport], str] | None = None,
 ) -> int:
     """Run the whole story (see :func:`run_demo_async`); returns an exit status."""
-    return asyncio.run(run_demo_async(out, seed=seed, transports=transports, network=network))
+    return asyncio.run(
+        run_demo_async(
+            out, seed=seed, transports=transports, network=network, address_of=address_of
+        )
+    )
+
+
+def _account_address(transport: ChatTransport) -> str:
+    return transport.normalize(transport.account_name)
 
 
 async def run_demo_async(
@@ -279,10 +289,14 @@ async def run_demo_async(
     seed: int | None = None,
     transports: tuple[ChatTransport, ChatTransport] | None = None,
     network: str | None = None,
+    address_of: Callable[[ChatTransport], str] | None = None,
 ) -> int:
     """Run the story over ``transports`` (Alice's, Bob's; not yet connected),
     by default an in-process relay.  ``seed`` makes the keys and every random
-    value reproducible; ``network`` names the network for the reader."""
+    value reproducible; ``network`` names the network for the reader;
+    ``address_of`` gives, once connected, the address the other party writes
+    to (by default the account name, normalised: right for XMPP and the
+    relay; an IRC nick is not its account name)."""
     random_bytes = _random_source(seed)
     if transports is None:
         transports = relay_pair(max_message_size=DEMO_RELAY_LIMIT)
@@ -314,8 +328,10 @@ async def run_demo_async(
     except TransportError as exc:
         out(f"    cannot connect: {exc}")
         return 1
-    alice_addr, bob_addr = alice_t.account_name, bob_t.account_name
-    out(f"    alice is {alice_addr!r} ({alice_t.protocol}), bob is {bob_addr!r}")
+    address = address_of or _account_address
+    alice_addr, bob_addr = address(alice_t), address(bob_t)
+    out(f"    alice is {alice_addr!r} ({alice_t.protocol}: account {alice_t.account_name!r}), "
+        f"bob is {bob_addr!r}")  # fmt: skip
     peer_of_alice = alice_t.normalize(bob_addr)
     peer_of_bob = bob_t.normalize(alice_addr)
 
@@ -502,6 +518,13 @@ def add_demo_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None, help="reproducible randomness (testing)")
     where = parser.add_mutually_exclusive_group()
     where.add_argument(
+        "--irc",
+        metavar="HOST[:PORT]",
+        default=None,
+        help="run the story through an IRC server, as two nicks (--alice, --bob; random "
+        "by default)",
+    )
+    where.add_argument(
         "--xmpp",
         metavar="HOST[:PORT]",
         nargs="?",
@@ -518,6 +541,17 @@ def add_demo_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--bob-password-file", metavar="FILE", help="Bob's password: first line of FILE"
+    )
+    parser.add_argument(
+        "--tls", action="store_true", help="IRC: connect with TLS (the certificate is verified)"
+    )
+    parser.add_argument(
+        "--pace",
+        metavar="SECONDS",
+        type=float,
+        default=1.0,
+        help="IRC: after a burst of 5 lines, one line every SECONDS (default 1.0), so the "
+        "server's flood protection does not disconnect the demo",
     )
     parser.add_argument(
         "--ca-file",
@@ -565,10 +599,54 @@ def _xmpp_transports(
         parser.error(str(exc))
 
 
+def _irc_transports(
+    args: argparse.Namespace, parser: argparse.ArgumentParser
+) -> tuple[ChatTransport, ChatTransport]:
+    from offrecord.transports.irc import DEFAULT_PORT, DEFAULT_TLS_PORT, IRCTransport
+
+    try:
+        host, port = parse_host_port(args.irc, DEFAULT_TLS_PORT if args.tls else DEFAULT_PORT)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if not 0 <= args.pace <= 60:
+        parser.error("--pace must be between 0 and 60 seconds")
+    # Random nicks by default, so that several demos can share a server.
+    number = secrets.randbelow(1000)
+    nicks = (args.alice or f"alice{number:03d}", args.bob or f"bob{number:03d}")
+    passwords = [
+        _read_password(parser, getattr(args, f"{who}_password_file"), who)
+        for who in ("alice", "bob")
+    ]
+    try:
+        return (
+            IRCTransport(host, port, nick=nicks[0], tls=args.tls, password=passwords[0],
+                         interval=args.pace),
+            IRCTransport(host, port, nick=nicks[1], tls=args.tls, password=passwords[1],
+                         interval=args.pace),
+        )  # fmt: skip
+    except ValueError as exc:
+        parser.error(str(exc))
+
+
+def _irc_nick(transport: ChatTransport) -> str:
+    from offrecord.transports.irc import IRCTransport
+
+    assert isinstance(transport, IRCTransport)
+    return transport.normalize(transport.nick)
+
+
 def demo_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """``offrecord demo`` with the parsed options."""
     if args.xmpp is not None:
         transports = _xmpp_transports(args, parser)
         network = f"the XMPP server {args.xmpp}" if args.xmpp else "the JIDs' XMPP server"
         return run_demo(seed=args.seed, transports=transports, network=network)
+    if args.irc is not None:
+        transports = _irc_transports(args, parser)
+        return run_demo(
+            seed=args.seed,
+            transports=transports,
+            network=f"the IRC server {args.irc}",
+            address_of=_irc_nick,
+        )
     return run_demo(seed=args.seed)
