@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 
 from offrecord.chat.app import add_chat_options, run_chat
+from offrecord.cli.chat_xmpp import register_xmpp_command
 
 __all__ = ["parse_server", "register_chat_commands"]
 
@@ -86,7 +87,7 @@ def register_chat_commands(sub: argparse._SubParsersAction[argparse.ArgumentPars
     """Add ``offrecord chat`` and its networks to the ``offrecord`` parser."""
     chat = sub.add_parser(
         "chat",
-        help="chat privately over IRC (terminal UI or script mode)",
+        help="chat privately over IRC or XMPP (terminal UI or script mode)",
         description="Chat with OTR over a chat network, with the keys and trust of the store. "
         "A key is generated on first use. See docs/chat.md.",
     )
@@ -123,3 +124,4 @@ def register_chat_commands(sub: argparse._SubParsersAction[argparse.ArgumentPars
     )
     add_chat_options(irc)
     irc.set_defaults(func=_cmd_chat_irc, parser=irc)
+    register_xmpp_command(networks)
