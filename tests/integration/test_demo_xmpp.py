@@ -35,7 +35,11 @@ def test_demo_over_prosody(prosody_server: Prosody, tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    assert "alice is 'alice@offrecord.test/' (prpl-jabber)" in out
+    assert (
+        "alice is 'alice@offrecord.test' (prpl-jabber: account 'alice@offrecord.test/'), "
+        "bob is 'bob@offrecord.test'"
+    ) in out
+    assert result.stderr == ""
     assert out.count("private conversation started (OTR v3)") == 2
     assert "sees (encrypted): Hi Bob, this is private." in out
     assert out.count("SMP finished: the answers match") == 2
@@ -50,3 +54,28 @@ def test_demo_over_prosody(prosody_server: Prosody, tmp_path: Path) -> None:
     assert len(bodies) >= 10
     assert all(body.startswith("?OTR:") for body in bodies[1:])
     assert not any("private." in body or "blue" in body for body in bodies)
+
+
+def test_demo_with_a_wrong_password_says_why(prosody_server: Prosody, tmp_path: Path) -> None:
+    wrong = tmp_path / "wrong.password"
+    wrong.write_text("not-the-password\n")
+    right = tmp_path / "bob.password"
+    right.write_text(prosody_server.passwords["bob"] + "\n")
+    host, port = prosody_server.address
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "offrecord.cli.main", "demo",
+            "--xmpp", f"{host}:{port}",
+            "--alice", prosody_server.jid("alice"), "--bob", prosody_server.jid("bob"),
+            "--alice-password-file", str(wrong), "--bob-password-file", str(right),
+            "--ca-file", str(prosody_server.ca_file),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "cannot connect: alice@offrecord.test: login failed" in result.stdout
+    # the reason is said once, without slixmpp's own log lines on stderr
+    assert result.stderr == ""

@@ -70,6 +70,10 @@ class _NoStanzaLog(logging.Filter):
 
 
 logging.getLogger("slixmpp.xmlstream.xmlstream").addFilter(_NoStanzaLog())
+# slixmpp logs its errors (a refused certificate, a failed login) itself; this
+# transport reports them as TransportError, so without logging configured by
+# the application they are not printed a second time on stderr.
+logging.getLogger("slixmpp").addHandler(logging.NullHandler())
 
 
 def otr_hints() -> list[ET.Element]:
