@@ -392,6 +392,10 @@ class Conversation:
         """
         if self._session_ake_seq.get(session.their_instance, 0) >= self._master_commit_seq:
             return False
+        if self.master.ake.version != msg.version:
+            # A version 2 commit (after a v2-only offer) cannot continue in a
+            # version 3 instance: the copy would refuse every v3 D-H Key.
+            return False
         own = session.ake
         if isinstance(msg, DHCommit):
             return own.state is AuthState.NONE

@@ -24,6 +24,7 @@ from tests.faults.scenarios import (
     scripts,
 )
 from tests.faults.simulation import SIDES, End, Restart, Script, Simulation, Start, Type, Wait
+from tests.faults.test_offrecord_faults import V2_OFFER_SCHEDULE
 from tests.interop.build import build_libotr_peer
 
 pytestmark = pytest.mark.interop
@@ -222,3 +223,11 @@ def test_refresh_started_by_the_peer(simulate: Simulate, libotr_side: Side) -> N
     sim.quiet_and_retry()
     sim.check()
     assert sim.retries == []
+
+
+def test_a_v2_only_offer_after_a_v2_v3_one(simulate: Simulate) -> None:
+    """The scenario of test_a_v2_commit_is_not_continued_by_a_v3_instance
+    (test_offrecord_faults) with libotr on either side."""
+    sim = simulate("opportunistic", "opportunistic", V2_OFFER_SCHEDULE, label="v2-only offer")
+    sim.run((Type("A"), Type("A"), Wait(6)))
+    sim.check()

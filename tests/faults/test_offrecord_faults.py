@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from offrecord.policy import Policy
-from tests.faults.network import DELIVER, DROP, Schedule, Side
+from tests.faults.network import DELIVER, DROP, Schedule, Side, truncate
 from tests.faults.parties import PRESETS, Clock, OffrecordParty, Party
 from tests.faults.scenarios import (
     COYIM_ERROR_FLOOD,
@@ -20,7 +20,7 @@ from tests.faults.scenarios import (
     schedules,
     scripts,
 )
-from tests.faults.simulation import Script, Simulation, Start, Wait
+from tests.faults.simulation import Script, Simulation, Start, Type, Wait
 
 ALICE, BOB = "alice@example.org", "bob@example.org"
 PAIRS = list(itertools.product(PRESETS, PRESETS))
@@ -131,3 +131,23 @@ def test_retry_after_a_lost_reveal_signature(policy: str) -> None:
     sim.start("B")
     sim.settle()
     assert sim.is_converged(), sim.describe("B's retry did not converge")
+
+
+# A's second message loses the end of its whitespace tag in flight, so B sees a
+# v2-only offer right after a v2+v3 one; then the AKE's last v2 message is lost.
+V2_OFFER_SCHEDULE = (DELIVER, truncate(0.93), *(DELIVER,) * 5, DROP)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_v2_commit_is_not_continued_by_a_v3_instance(seed: int) -> None:
+    """Found by the fault tests.  B answers the two offers with a v3 and then a
+    v2 D-H Commit from its master session; A's v3 D-H Key (for the first) then
+    reached B's v3 instance, which continued the master's exchange, by then a
+    v2 one, and refused every v3 D-H Key after that: no AKE B started could
+    complete, and B's retries never converged."""
+    sim = simulate("opportunistic", "opportunistic", V2_OFFER_SCHEDULE, seed=seed,
+                   label="v2-only offer after a v2+v3 one")  # fmt: skip
+    sim.run((Type("A"), Type("A"), Wait(6)))
+    sim.check()
+    offers = [p.data[:10] for p in sim.net.sent_by("B") if p.data.startswith("?OTR:AA")]
+    assert "?OTR:AAMC" in {o[:9] for o in offers} and "?OTR:AAIC" in {o[:9] for o in offers}
