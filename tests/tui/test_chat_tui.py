@@ -224,3 +224,18 @@ def test_the_first_buddy_to_speak_becomes_the_current_one() -> None:
         await until(lambda: h.bob.has("recv alice plaintext yes"))
 
     headless(test)
+
+
+def test_otr_smp_alone_needs_a_private_conversation() -> None:
+    async def test(h: Harness) -> None:
+        await until(lambda: h.screen.session is not None)
+        h.type("/otr smp")
+        await until(lambda: h.showed("no buddy: /query NICK first"))
+        h.type("/query bob")
+        await until(lambda: h.client.current == "bob")
+        h.type("/otr smp")
+        await until(lambda: h.showed("SMP needs a private conversation"))
+        assert h.screen.starting_smp is None
+        assert h.prompt.startswith("bob [NOT PRIVATE]")
+
+    headless(test)

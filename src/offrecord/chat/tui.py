@@ -23,7 +23,14 @@ from prompt_toolkit.styles import Style
 
 from offrecord.chat import commands as cmd
 from offrecord.chat.client import ChatClient
-from offrecord.chat.render import Fragments, Line, display_line, escape_text, prompt_fragments
+from offrecord.chat.render import (
+    ChatState,
+    Fragments,
+    Line,
+    display_line,
+    escape_text,
+    prompt_fragments,
+)
 from offrecord.chat.script import EXIT_DISCONNECTED, EXIT_OK, any_of
 
 __all__ = ["STYLE", "ChatScreen"]
@@ -199,10 +206,15 @@ class ChatScreen:
             await client.handle(cmd.OtrSmp(text, own.question))
             return True
         if text.strip().lower() == "/otr smp":
-            if client.current is None:
+            current = client.current
+            if current is None:
                 self.show(Line("error", None, (), "no buddy: /query NICK first"))
+            elif client.state_of(current) not in (ChatState.UNVERIFIED, ChatState.VERIFIED):
+                self.show(
+                    Line("error", current, (), "SMP needs a private conversation: /otr start")
+                )
             else:
-                self.starting_smp = _OwnSmp(client.current)
+                self.starting_smp = _OwnSmp(current)
             return True
         try:
             command = cmd.parse_input(text)
