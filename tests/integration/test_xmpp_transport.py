@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -165,3 +166,30 @@ def test_server_going_away_ends_the_events(prosody_server: Prosody) -> None:
         await alice.close()
 
     run(scenario)
+
+
+def test_nothing_said_reaches_the_logs(
+    prosody_server: Prosody, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With every logger at debug level, a conversation through the server
+    leaves no message text and no password in any log record."""
+
+    async def scenario() -> None:
+        alice = _transport(prosody_server, "alice")
+        bob = _transport(prosody_server, "bob")
+        await alice.connect()
+        await bob.connect()
+        try:
+            await alice.send("bob@offrecord.test", "a plaintext only Bob reads", otr=False)
+            assert await _next(bob.events()) == Delivered(
+                "alice@offrecord.test", "a plaintext only Bob reads"
+            )
+        finally:
+            await alice.close()
+            await bob.close()
+
+    with caplog.at_level(logging.DEBUG):
+        run(scenario)
+    assert any(record.name.startswith("slixmpp") for record in caplog.records)
+    for secret in ("a plaintext only Bob reads", "alice-secret", "bob-secret"):
+        assert secret not in caplog.text
