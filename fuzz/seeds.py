@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fuzz.conversation import CONFIGS, PEER, RECEIVER, SEPARATOR, Receiver, encode_ops
+from fuzz.targets import _ake_signature_setup, join_records
 from offrecord import events as ev
 from offrecord.account import Account
 from offrecord.crypto.dsa import generate_private_key
@@ -298,12 +299,13 @@ def main() -> int:
     order = [7, 3, 4, 5]
     sequence = [bytes((smp_types.index(t),)) + smp_payloads[t] for t in order]
     for si, state in enumerate(states):
-        write("smp_sequence", f"{state.name}", bytes((si,)) + SEPARATOR.join(sequence))
+        write("smp_sequence", f"{state.name}", bytes((si,)) + join_records(sequence))
+        write("smp_sequence", f"{state.name}-fresh", bytes((si | 0x80,)) + join_records(sequence))
 
     # Fragments.
     for i, f in enumerate(fragments[:60]):
         write("fragment_parse", f"{i:03d}", _wire(f))
-    long = "?OTR:" + "A" * 3000 + "."
+    long = "?OTR:" + "A" * 1000 + "."
     pieces_v3 = fragment_message(long, 40, version=3, sender_tag=0x100, receiver_tag=0)
     pieces_v2 = fragment_message(long, 30, version=2)
     for name, pieces in (("v3-many", pieces_v3), ("v2-many", pieces_v2)):
@@ -319,6 +321,32 @@ def main() -> int:
     for i, index in enumerate(ENCODED):
         wire = CHECKPOINTS[index][2]
         write("session", f"{i:02d}", bytes((i,)) + classify(wire).payload)
+
+    # What an authenticated peer can send: the AKE's signed part, and data
+    # message plaintexts with TLVs.
+    from offrecord.crypto.primitives import hmac_sha256
+    from offrecord.wire.codec import encode_int, encode_mpi
+
+    m1, _c, _m2, theirs, ours = _ake_signature_setup()
+    signer = generate_private_key(random.Random("fuzz/signer").randbytes)
+    pub, keyid = signer.public.encode(), encode_int(1)
+    signed = signer.sign(hmac_sha256(m1, encode_mpi(theirs) + encode_mpi(ours) + pub + keyid))
+    write("ake_signature", "valid", pub + keyid + signed)
+    write("ake_signature", "keyid-0", pub + encode_int(0) + signed)
+    plain = [
+        b"\x00hello",
+        b"\x00hi\x00" + encode_tlvs([TLV(TLVType.PADDING, bytes(9))]),
+        b"\x01\x00" + encode_tlvs([TLV(TLVType.SMP1Q, smp_payloads[7])]),
+        b"\x01\x00" + encode_tlvs([TLV(TLVType.SMP1, smp_payloads[2])]),
+        b"\x01\x00" + encode_tlvs([TLV(TLVType.SMP_ABORT)]),
+        b"\x01\x00" + encode_tlvs([TLV(TLVType.EXTRA_SYMMETRIC_KEY, b"\x00\x00\x00\x02x")]),
+        b"\x00\xff\xfe text\x00" + encode_tlvs([TLV(0xFFFF, b"unknown")]),
+        b"\x01\x00" + encode_tlvs([TLV(TLVType.DISCONNECTED)]),
+        b"\x00after the end",
+    ]
+    write("peer_plaintext", "tlvs", join_records(plain))
+    write("peer_plaintext", "smp-then-text", join_records([plain[2], plain[0], plain[4]]))
+    write("peer_plaintext", "many-empty-tlvs", b"\x01\x00" + encode_tlvs([TLV(0)] * 2000))
 
     # Files.
     from tests.fuzz.test_storage_fuzz import SEEDS

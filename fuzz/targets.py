@@ -24,7 +24,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from fuzz.conversation import SEPARATOR, PrefixCache, receiver_key, run_ops
+from fuzz.conversation import PEER, RECEIVER, SEPARATOR, PrefixCache, receiver_key, run_ops
 from offrecord import events as ev
 from offrecord.errors import RemoteProtocolError, StorageError
 from offrecord.smp import SMP_TLV_TYPES
@@ -57,7 +57,7 @@ from offrecord.wire.messages import (
 )
 from offrecord.wire.tlv import TLV, decode_tlvs, encode_tlvs, split_plaintext
 
-__all__ = ["TARGETS", "Target"]
+__all__ = ["TARGETS", "Target", "join_records", "split_records"]
 
 Target = Callable[[bytes], None]
 TARGETS: dict[str, Target] = {}
@@ -73,6 +73,21 @@ def target(name: str) -> Callable[[Target], Target]:
 
 def text(data: bytes) -> str:
     return data.decode("utf-8", "surrogateescape")
+
+
+def split_records(data: bytes) -> list[bytes]:
+    """Binary records: a 2-byte big-endian length, then that many bytes (the
+    last record takes what is left when the length runs past the end)."""
+    out = []
+    while data:
+        length = int.from_bytes(data[:2], "big")
+        out.append(data[2 : 2 + length])
+        data = data[2 + length :]
+    return out
+
+
+def join_records(records: list[bytes]) -> bytes:
+    return b"".join(len(r).to_bytes(2, "big") + r for r in records)
 
 
 # -- network parsers ---------------------------------------------------------
@@ -229,8 +244,9 @@ def smp_tlv(data: bytes) -> None:
 
 @target("smp_sequence")
 def smp_sequence(data: bytes) -> None:
-    """A run of SMP TLVs (records: type byte + payload) from a state of a real
-    run (first byte); afterwards a fresh SMP must still succeed."""
+    """A run of SMP TLVs (length-prefixed records: type byte + payload) from a state of a real
+    run (first byte); with bit 7 of the first byte set, a fresh SMP must
+    then still succeed in both roles."""
     from offrecord.smp import SMP
     from tests.fuzz.test_smp_fuzz import check, fresh_run_succeeds
 
@@ -239,11 +255,13 @@ def smp_sequence(data: bytes) -> None:
         return
     smp = copy.deepcopy(states[data[0] % len(states)])
     assert isinstance(smp, SMP)
-    for record in data[1:].split(SEPARATOR)[:16]:
+    for record in split_records(data[1:])[:16]:
         tlv_in = _smp_tlv_of(record)
         before = smp.state
         check(before, tlv_in, smp.receive(tlv_in), smp)
-    fresh_run_succeeds(smp)
+    if data[0] & 0x80:
+        # Two whole SMP runs cost far more than the rest: only on request.
+        fresh_run_succeeds(smp)
 
 
 # -- fragments -----------------------------------------------------------------
@@ -331,6 +349,86 @@ def session(data: bytes) -> None:
     if not data:
         return
     feed(points[data[0] % len(points)], frame(data[1:]))
+
+
+@functools.cache
+def _ake_signature_setup() -> tuple[bytes, bytes, bytes, int, int]:
+    """Fixed AKE keys (m1, c, m2) and D-H public values for ``ake_signature``."""
+    from offrecord.crypto.dh import MODULUS
+
+    m1, c, m2 = bytes(range(32)), bytes(range(100, 116)), bytes(range(50, 82))
+    return m1, c, m2, MODULUS // 3, MODULUS // 5
+
+
+@target("ake_signature")
+def ake_signature(data: bytes) -> None:
+    """The signed part of Reveal Signature and Signature (PUBKEY, key id,
+    signature), as a peer that knows the AKE keys can send anything there:
+    the input is the plaintext, encrypted and MACed here with fixed keys."""
+    from offrecord.ake import _ZERO_CTR, AKE
+    from offrecord.crypto.dsa import DSAPublicKey
+    from offrecord.crypto.primitives import aes_ctr, hmac_sha256_160
+    from offrecord.wire.codec import encode_data
+
+    m1, c, m2, theirs, ours = _ake_signature_setup()
+    encrypted = aes_ctr(c, _ZERO_CTR, data)
+    mac = hmac_sha256_160(m2, encode_data(encrypted))
+    try:
+        key, fingerprint, keyid = AKE._verify_signed_part(encrypted, mac, m1, c, m2, theirs, ours)
+    except RemoteProtocolError:
+        return
+    assert isinstance(key, DSAPublicKey)
+    assert fingerprint == key.fingerprint() and keyid > 0
+
+
+@functools.cache
+def _encrypted_pair() -> object:
+    from fuzz.seeds import Scenario
+
+    scenario = Scenario(0, seed="plaintext")
+    scenario.alice_does(lambda a: a.conversation(RECEIVER).start())
+    scenario.bob.record = True
+    assert scenario.bob.account.conversation(PEER).state.value == "encrypted"
+    return scenario
+
+
+@target("peer_plaintext")
+def peer_plaintext(data: bytes) -> None:
+    """What an authenticated peer can put inside data messages: any plaintext
+    (text, NUL, TLVs, SMP TLVs with any payload) and flags, encrypted with
+    the real session keys (length-prefixed records: flags byte, then the
+    plaintext).  Only
+    events come out, and the text shown is the text that was sent."""
+    from fuzz.seeds import Scenario
+
+    template = _encrypted_pair()
+    if not data:
+        return
+    scenario = copy.deepcopy(template)
+    assert isinstance(scenario, Scenario)
+    for record in split_records(data)[:16]:
+        flags, plaintext = record[:1] or b"\x00", record[1:]
+        alice = scenario.alice.conversation(RECEIVER).best_session()
+        keys = alice._keys
+        if keys is None:  # bob ended the conversation
+            return
+        msg, _ = keys.encrypt(
+            plaintext, flags=flags[0], sender_tag=alice._owner.instance_tag,
+            receiver_tag=alice.their_instance,
+        )  # fmt: skip
+        was_encrypted = scenario.bob.account.conversation(PEER).state.value == "encrypted"
+        events = scenario.bob.apply(b"<" + frame(encode_message(msg)).encode("ascii"))
+        shown = [e for e in events if isinstance(e, ev.MessageReceived)]
+        body = plaintext.partition(b"\x00")[0]
+        if was_encrypted and body:
+            assert len(shown) == 1, "a message sent with the session keys was not shown"
+        for event in shown:
+            assert event.encrypted
+            assert event.text == body.decode("utf-8", "replace")
+        # Keep alice's keys in step with bob's replies (new D-H keys, SMP).
+        for text in scenario.bob.take_sent():
+            scenario.alice.receive(RECEIVER, text)
+        scenario.alice.data_to_send()
 
 
 # -- files ----------------------------------------------------------------------
