@@ -18,7 +18,7 @@ from offrecord.crypto.dsa import DSAPrivateKey
 from offrecord.crypto.primitives import RandomSource, system_random
 from offrecord.errors import LocalProtocolError, RemoteProtocolError
 from offrecord.policy import Policy
-from offrecord.session import MessageState, Outgoing, Session
+from offrecord.session import MessageState, Outgoing, Session, message_bytes
 from offrecord.wire.envelope import (
     ENCODED_PREFIX,
     FRAGMENT_PREFIXES,
@@ -227,6 +227,8 @@ class Conversation:
             session.queue_plain(text, now)
             return []
         if policy & Policy.REQUIRE_ENCRYPTION:
+            # Refused now, not when the held text is encrypted inside receive().
+            message_bytes(text)
             if len(self._held) >= MAX_HELD:
                 return [ev.MessageNotSent("too many messages are waiting for encryption")]
             self._held.append(_Held(text))

@@ -53,6 +53,21 @@ ERROR_UNREADABLE = "The encrypted message you sent could not be read."
 ERROR_NOT_PRIVATE = "The encrypted message you sent arrived outside a private conversation."
 
 
+def _utf8(text: str, what: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates
+        raise LocalProtocolError(f"{what} is not valid Unicode") from None
+
+
+def message_bytes(text: str) -> bytes:
+    """The UTF-8 of a message to encrypt; LocalProtocolError if it cannot be one."""
+    payload = _utf8(text, "the message")
+    if b"\x00" in payload:
+        raise LocalProtocolError("a message cannot contain NUL characters")
+    return payload
+
+
 class MessageState(Enum):
     PLAINTEXT = "plaintext"
     ENCRYPTED = "encrypted"
@@ -231,9 +246,7 @@ class Session:
         """Encrypt and queue a data message; returns the pair's extra symmetric key."""
         if self._keys is None or self.msgstate is not MessageState.ENCRYPTED:
             raise LocalProtocolError("the conversation is not encrypted")
-        payload = text.encode("utf-8")
-        if b"\x00" in payload:
-            raise LocalProtocolError("a message cannot contain NUL characters")
+        payload = message_bytes(text)
         block = self._owner.padding
         if block and text:
             # TLV 0 (padding) rounds the length up so an observer learns only
@@ -374,13 +387,13 @@ class Session:
     def smp_start(self, secret: str, question: str | None = None, now: float | None = None) -> None:
         """Ask the peer to prove they know the same secret (optionally with a question)."""
         ours, theirs, ssid = self._smp_fingerprints()
-        value = smp_secret(ours, theirs, ssid, secret.encode("utf-8"))
+        value = smp_secret(ours, theirs, ssid, _utf8(secret, "the SMP secret"))
         self._send_smp(self.smp.start(value, question), now)
 
     def smp_respond(self, secret: str, now: float | None = None) -> None:
         """Answer the peer's SMP request with our secret."""
         ours, theirs, ssid = self._smp_fingerprints()
-        value = smp_secret(theirs, ours, ssid, secret.encode("utf-8"))
+        value = smp_secret(theirs, ours, ssid, _utf8(secret, "the SMP secret"))
         self._send_smp((self.smp.respond(value),), now)
 
     def smp_abort(self, now: float | None = None) -> None:
