@@ -133,9 +133,7 @@ class Receiver:
         events: list[ev.Event]
         if code in (b"s", b"q", b"e", b"m", b"a", b"x", b"t"):
             try:
-                # What a user types is always valid text (a str from an API
-                # caller can hold lone surrogates, but that is not network input).
-                events = self._local(code, rest.decode("utf-8", "replace"))
+                events = self._local(code, _text(rest))
             except LocalProtocolError:
                 # The API's answer to a request that makes no sense now.
                 events = []
