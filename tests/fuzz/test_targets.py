@@ -15,6 +15,7 @@ import importlib.util
 import os
 import platform
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -36,6 +37,8 @@ NAMES = sorted(TARGETS)
 # Per input, in-process: far above the slowest corpus entry (a whole
 # conversation with SMP, about 0.2 s), far below anything like a hang.
 INPUT_SECONDS = 10.0
+# How much the whole corpus of one target may raise the process's peak RSS.
+PEAK_GROWTH_MB = 256
 # The bounded Atheris run of each target.
 FUZZ_SECONDS = int(os.environ.get("OFFRECORD_FUZZ_SECONDS", "4"))
 RSS_LIMIT_MB = 1024
@@ -59,6 +62,7 @@ def test_every_target_has_a_corpus() -> None:
 def test_corpus_keeps_the_contract(name: str) -> None:
     fn = TARGETS[name]
     fn(b"")  # build cached state outside the timing
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     for path in corpus(name):
         data = path.read_bytes()
         started = time.perf_counter()
@@ -71,6 +75,8 @@ def test_corpus_keeps_the_contract(name: str) -> None:
             )
         elapsed = time.perf_counter() - started
         assert elapsed < INPUT_SECONDS, f"{name}: {path} took {elapsed:.1f} s"
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
+    assert grown_mb < PEAK_GROWTH_MB, f"{name}: the corpus raised peak memory by {grown_mb:.0f} MB"
 
 
 @st.composite
