@@ -11,8 +11,11 @@ from fuzz.conversation import receiver_key
 from fuzz.targets import TARGETS
 from offrecord import events as ev
 from offrecord.account import Account
-from offrecord.errors import LocalProtocolError
+from offrecord.errors import LocalProtocolError, StorageError
 from offrecord.policy import Policy
+from offrecord.storage import potr
+from offrecord.storage.libotr import parse_fingerprints
+from offrecord.storage.memory import MemoryStore
 
 CORPUS = Path(__file__).resolve().parents[2] / "fuzz" / "corpus"
 
@@ -71,3 +74,32 @@ def test_account_target_held_text_with_lone_surrogates() -> None:
     seed = (CORPUS / "account" / "seed-always").read_bytes()
     assert b"sheld one" in seed
     TARGETS["account"](seed.replace(b"sheld one", b"sheld \xed\xb2\x80 one"))
+
+
+# Found by the fingerprints target: bytes.fromhex() skips spaces, so a 40-character
+# field holding 38 digits and two spaces was read as a 19-byte fingerprint, which
+# could then be written back but never read again.
+SHORT_FINGERPRINT = "0102030405060708090a0b0c0d0e0f10111213  "
+
+
+def test_otr_fingerprints_with_spaces_in_the_hex_was_read_as_a_short_fingerprint() -> None:
+    line = f"you\tme\tprpl-irc\t{SHORT_FINGERPRINT}\tverified\n".encode()
+    with pytest.raises(StorageError, match="not hexadecimal"):
+        parse_fingerprints(line, path="f")
+    TARGETS["fingerprints"](line)
+
+
+def test_potr_fpr_with_spaces_in_the_hex_made_the_import_raise_local_error(
+    tmp_path: Path,
+) -> None:
+    """The same short fingerprint from a potr .fpr reached the store, which
+    refused it with LocalProtocolError instead of a StorageError for the file."""
+    line = f"me\tme\txmpp\t{SHORT_FINGERPRINT}\tverified\n".encode()
+    with pytest.raises(StorageError, match="not hexadecimal"):
+        potr.parse_fpr(line, path="fpr")
+    (tmp_path / "me.fpr").write_bytes(line)
+    store = MemoryStore()
+    with pytest.raises(StorageError) as caught:
+        potr.import_potr_account(store, tmp_path, "me", protocol="xmpp")
+    assert caught.value.path == str(tmp_path / "me.fpr")
+    assert store.list_fingerprints("me", "xmpp") == ()

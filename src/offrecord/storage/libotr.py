@@ -295,6 +295,9 @@ def _split_lines(data: bytes, path: str) -> Iterator[tuple[int, bytes]]:
         yield number, piece
 
 
+_HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
+
+
 def _parse_hex(text: bytes, digits: int, what: str, path: str, line: int) -> bytes:
     if len(text) != digits:
         raise StorageError(
@@ -302,10 +305,11 @@ def _parse_hex(text: bytes, digits: int, what: str, path: str, line: int) -> byt
             path=path,
             line=line,
         )
-    try:
-        return bytes.fromhex(text.decode("ascii"))
-    except (UnicodeDecodeError, ValueError):
-        raise StorageError(f"{what} is not hexadecimal", path=path, line=line) from None
+    # Checked digit by digit: bytes.fromhex() would skip spaces, and a short
+    # value would then be read (and later written back unreadable).
+    if not _HEX_DIGITS.issuperset(text):
+        raise StorageError(f"{what} is not hexadecimal", path=path, line=line)
+    return bytes.fromhex(text.decode("ascii"))
 
 
 def parse_fingerprints(

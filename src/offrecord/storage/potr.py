@@ -63,6 +63,7 @@ FPR_SUFFIX: Final = ".fpr"
 _MAX_FILE_SIZE: Final = 16 * 1024 * 1024
 _MAX_MPI_BYTES: Final = 1024
 _DSA_KEY_TYPE: Final = b"\x00\x00"
+_HEX_DIGITS: Final = frozenset(b"0123456789abcdefABCDEF")
 
 
 # ---------------------------------------------------------------------------
@@ -140,10 +141,10 @@ def parse_fpr(data: bytes, *, path: str = "<fpr>") -> tuple[FingerprintRecord, .
                 path=path,
                 line=number,
             )
-        try:
-            fingerprint = bytes.fromhex(hex_digits.decode("ascii"))
-        except (UnicodeDecodeError, ValueError):
-            raise StorageError("fingerprint is not hexadecimal", path=path, line=number) from None
+        # Digit by digit: bytes.fromhex() would skip spaces and read a short value.
+        if not _HEX_DIGITS.issuperset(hex_digits):
+            raise StorageError("fingerprint is not hexadecimal", path=path, line=number)
+        fingerprint = bytes.fromhex(hex_digits.decode("ascii"))
         record = FingerprintRecord(
             decode_name(username),
             decode_name(account),
