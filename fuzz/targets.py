@@ -467,6 +467,7 @@ def fingerprints(data: bytes) -> None:
     records = _storage(lambda d: parse_fingerprints(d, path="f"), data, "f")
     if records is not None:
         assert isinstance(records, tuple)
+        assert all(len(r.fingerprint) == 20 for r in records)
         assert parse_fingerprints(format_fingerprints(records)) == records
 
 
@@ -491,6 +492,7 @@ def potr_fpr(data: bytes) -> None:
     records = _storage(lambda d: potr.parse_fpr(d, path="fpr"), data, "fpr")
     if records is not None:
         assert isinstance(records, tuple)
+        assert all(len(r.fingerprint) == 20 for r in records)
 
 
 @functools.cache

@@ -160,7 +160,9 @@ def stat(log: str, key: str) -> int:
 def test_atheris_run(name: str, atheris_runs: dict[str, Run]) -> None:
     run = atheris_runs[name]
     if run.returncode != 0 or run.artifacts:
-        details = [f"{name}: Atheris exited with {run.returncode}", run.log[-4000:]]
+        # From the Python traceback on, if there is one.
+        at = run.log.find("=== Uncaught Python exception")
+        details = [f"{name}: Atheris exited with {run.returncode}", run.log[at:][-6000:]]
         for artifact in run.artifacts:
             details.append(f"reproducer {artifact}: {show(artifact.read_bytes())}")
             details.append(f"replay: .venv/bin/python -m fuzz.run replay {name} {artifact}")
