@@ -162,6 +162,7 @@ def test_atheris_run(name: str, atheris_runs: dict[str, Run]) -> None:
     if run.returncode != 0 or run.artifacts:
         # From the Python traceback on, if there is one.
         at = run.log.find("=== Uncaught Python exception")
+        at = at if at >= 0 else max(0, len(run.log) - 4000)
         details = [f"{name}: Atheris exited with {run.returncode}", run.log[at:][-6000:]]
         for artifact in run.artifacts:
             details.append(f"reproducer {artifact}: {show(artifact.read_bytes())}")
