@@ -17,6 +17,7 @@ from __future__ import annotations
 import fnmatch
 import importlib
 import importlib.util
+import shlex
 import sys
 import time
 import traceback
@@ -125,7 +126,10 @@ def fuzz(name: str, libfuzzer_args: list[str]) -> int:
         fn = TARGETS[name]
         # Build cached state (keys, checkpoints) before libFuzzer starts timing.
         fn(b"")
-    atheris.Setup([f"fuzz-{name}", *libfuzzer_args], fn)
+    # libFuzzer re-runs argv[0] through the shell for -merge=1 and -fork: make
+    # it the command that runs this target again.
+    command = f"{shlex.quote(sys.executable)} -m fuzz.run fuzz {shlex.quote(name)}"
+    atheris.Setup([command, *libfuzzer_args], fn)
     atheris.Fuzz()
     return 0
 
