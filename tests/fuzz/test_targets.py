@@ -172,3 +172,33 @@ def test_atheris_run(name: str, atheris_runs: dict[str, Run]) -> None:
     # Coverage instrumentation of offrecord works: libFuzzer sees edges.
     coverage = [int(c) for c in re.findall(r"\bcov: (\d+)", run.log)]
     assert coverage and max(coverage) >= 10, run.log[-2000:]
+
+
+# What each whole-conversation seed makes the receiver report, in order.  The
+# seeds replay a real peer's messages against a deterministic receiver; when a
+# change of the core alters what the receiver sends (its keys, its randomness),
+# the recorded messages stop matching and the seeds silently get shallow.
+# Regenerate them with: .venv/bin/python -m fuzz.seeds
+SEED_EVENTS = {
+    "seed-transcript": ["SessionSecured", *["MessageReceived"] * 4, "SessionFinished"],
+    "seed-smp": ["SessionSecured", "MessageReceived", "SMPRequested", "SMPResult", "SMPResult",
+                 "ExtraSymmetricKey", "MessageReceived", "SessionFinished"],
+    "seed-always": ["MessageHeld", "SessionSecured", "MessageResent", "MessageReceived"],
+    "seed-refresh": ["SessionSecured", "SessionSecured", "MessageReceived", "SessionEnded",
+                     "ErrorReceived", "SessionSecured"],
+    "seed-whitespace": ["MessageReceived", "SessionSecured", "MessageReceived"],
+    "seed-many-pieces": ["SessionSecured", "MessageReceived"],
+}  # fmt: skip
+SEED_EVENTS["seed-v2"] = SEED_EVENTS["seed-fragments-smp"] = SEED_EVENTS["seed-smp"]
+
+
+@pytest.mark.parametrize("seed", sorted(SEED_EVENTS))
+def test_conversation_seeds_still_reach_their_depth(seed: str) -> None:
+    from fuzz.conversation import run_ops
+
+    data = (CORPUS / "account" / seed).read_bytes()
+    seen = iter([type(e).__name__ for _op, events in run_ops(data) for e in events])
+    missing = [name for name in SEED_EVENTS[seed] if name not in seen]
+    assert not missing, (
+        f"{seed} no longer reaches {missing}: regenerate with .venv/bin/python -m fuzz.seeds"
+    )
