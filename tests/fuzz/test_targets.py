@@ -19,6 +19,7 @@ import resource
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -126,6 +127,9 @@ def run_atheris(name: str, work: Path) -> Run:
         "-timeout=20", f"-rss_limit_mb={RSS_LIMIT_MB}", "-max_len=65536",
         f"-artifact_prefix={out}/", "-print_final_stats=1",
     ]  # fmt: skip
+    if os.environ.get("CI"):
+        # Reproducible in CI (like the Hypothesis profile there); random locally.
+        command.append(f"-seed={zlib.crc32(name.encode()) or 1}")
     proc = subprocess.run(
         command, cwd=ROOT, capture_output=True, text=True, timeout=FUZZ_SECONDS + 120,
         check=False,
