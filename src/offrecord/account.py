@@ -31,6 +31,7 @@ from offrecord.wire.envelope import (
 )
 from offrecord.wire.fragment import (
     Reassembler,
+    canonical_fields,
     fragment_message,
     is_fragment,
     min_max_size,
@@ -555,19 +556,29 @@ class Account:
         return self.conversation(peer).receive(text)
 
     def _reassemble(self, conv: Conversation, text: str) -> list[ev.Event]:
-        try:
-            fragment = parse_fragment(text)
-        except RemoteProtocolError as exc:
-            return [ev.MessageDiscarded(str(exc))]
-        if not fragment.addressed_to(self._instance_tag):
-            return [ev.MessageDiscarded("fragment for another instance")]
-        if not fragment.sender_tag_valid:
-            return [ev.MessageDiscarded("fragment with an invalid sender instance tag")]
+        fields = canonical_fields(text)  # the form fragments are sent in
+        if fields is None:
+            try:
+                fragment = parse_fragment(text)
+            except RemoteProtocolError as exc:
+                return [ev.MessageDiscarded(str(exc))]
+            fields = (fragment.version, fragment.sender_tag, fragment.receiver_tag,
+                      fragment.k, fragment.n, fragment.piece)  # fmt: skip
+        version, sender_tag, receiver_tag, k, n, piece = fields
+        if version == 3:
+            # As libotr: receiver tag 0 is for every instance (see Fragment.addressed_to).
+            if receiver_tag != self._instance_tag and receiver_tag != 0:
+                return [ev.MessageDiscarded("fragment for another instance")]
+            if sender_tag < MIN_INSTANCE_TAG:
+                return [ev.MessageDiscarded("fragment with an invalid sender instance tag")]
         reassembler = self._reassemblers.get(conv.peer)
         if reassembler is None:
             reassembler = self._reassemblers[conv.peer] = Reassembler()
+        now = self._clock() if self._clock is not None else None
         try:
-            complete = reassembler.add(fragment, self.now() or 0.0)
+            complete = reassembler.add_piece(
+                sender_tag if version == 3 else None, k, n, piece, now or 0.0
+            )
         except RemoteProtocolError as exc:
             return [ev.MessageDiscarded(str(exc))]
         if complete is None:

@@ -13,6 +13,7 @@ import binascii
 import copy
 import hmac
 import pickle
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TypeVar
 
@@ -320,6 +321,51 @@ def test_canonical_fragment_parsing_agrees_with_the_general_parser(text: str) ->
     if canonical is not None:
         assert canonical == general
     assert public_parse(text) == general
+
+
+@given(fragment_texts())
+def test_canonical_fields_are_the_fields_of_the_parsed_fragment(text: str) -> None:
+    fields = fragment_module.canonical_fields(text)
+    general = general_parse(text)
+    if fields is not None:
+        assert isinstance(general, Fragment)
+        assert fields == (
+            general.version, general.sender_tag, general.receiver_tag,
+            general.k, general.n, general.piece,
+        )  # fmt: skip
+
+
+def answer(add: Callable[..., str | None], *args: object) -> str | None:
+    try:
+        return add(*args)
+    except RemoteProtocolError as exc:
+        return f"error: {exc}"
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([None, 0x100, 0x2345]), st.integers(1, 4),
+                  st.integers(1, 4), st.sampled_from(["a", "bc", "?OTR", "|x"]),
+                  st.floats(0, 400)),
+        max_size=25,
+    )
+)  # fmt: skip
+def test_adding_pieces_equals_adding_fragments(
+    steps: list[tuple[int | None, int, int, str, float]],
+) -> None:
+    limits = fragment_module.FragmentLimits(max_message_size=6, max_pending=2, timeout=100.0)
+    by_fragment = fragment_module.Reassembler(limits)
+    by_piece = fragment_module.Reassembler(limits)
+    for key, k, n, piece, now in steps:
+        if k > n:
+            continue
+        version, tag = (2, 0) if key is None else (3, key)
+        fragment = Fragment(version, tag, 0, k, n, piece)
+        answers = [answer(by_fragment.add, fragment, now),
+                   answer(by_piece.add_piece, key, k, n, piece, now)]  # fmt: skip
+        assert answers[0] == answers[1]
+        assert by_fragment.pending == by_piece.pending
+        assert by_fragment.buffered == by_piece.buffered
 
 
 @given(st.sampled_from([2, 3]), st.integers(1, 0xFFFF), real_tag, base64_text.filter(bool))

@@ -32,8 +32,10 @@ __all__ = [
     "MAX_PIECES",
     "MIN_INSTANCE_TAG",
     "Fragment",
+    "FragmentFields",
     "FragmentLimits",
     "Reassembler",
+    "canonical_fields",
     "fragment_message",
     "is_fragment",
     "min_max_size",
@@ -250,20 +252,34 @@ _CANONICAL_V3 = re.compile(
 _CANONICAL_V2 = re.compile(r"\?OTR,([0-9]{5}),([0-9]{5}),([^,]+),")
 
 
-def _parse_canonical(message: str) -> Fragment | None:
-    """The fragment in ``message`` if it is written exactly as fragments are
-    sent (nothing around it, fixed-width numbers) and valid; else None, and
-    :func:`parse_fragment` takes the general way."""
-    try:
-        if (match := _CANONICAL_V3.fullmatch(message)) is not None:
-            sender, receiver, k, n, piece = match.groups()
-            return Fragment(3, int(sender, 16), int(receiver, 16), int(k), int(n), piece)
-        if (match := _CANONICAL_V2.fullmatch(message)) is not None:
-            k, n, piece = match.groups()
-            return Fragment(2, 0, 0, int(k), int(n), piece)
-    except ValueError:  # Fragment's own checks: ranges, NUL, a nested marker
+FragmentFields = tuple[int, int, int, int, int, str]
+
+
+def canonical_fields(message: str) -> FragmentFields | None:
+    """(version, sender tag, receiver tag, k, n, piece) of ``message`` if it is
+    written exactly as fragments are sent (nothing around it, fixed-width
+    numbers) and valid; else None, and :func:`parse_fragment` takes the
+    general way.  The tuple saves building a :class:`Fragment` per piece on
+    the receiving hot path; it passes every check the class makes."""
+    if (match := _CANONICAL_V3.fullmatch(message)) is not None:
+        sender, receiver, k_text, n_text, piece = match.groups()
+        version, sender_tag, receiver_tag = 3, int(sender, 16), int(receiver, 16)
+    elif (match := _CANONICAL_V2.fullmatch(message)) is not None:
+        k_text, n_text, piece = match.groups()
+        version, sender_tag, receiver_tag = 2, 0, 0
+    else:
         return None
-    return None
+    k, n = int(k_text), int(n_text)
+    # The pattern already bounds the tags and keeps commas out of a non-empty
+    # piece; these are the rest of Fragment's checks.
+    if not 0 < k <= n <= MAX_PIECES or "\x00" in piece or "?OTR|" in piece or "?OTR," in piece:
+        return None
+    return version, sender_tag, receiver_tag, k, n, piece
+
+
+def _parse_canonical(message: str) -> Fragment | None:
+    fields = canonical_fields(message)
+    return None if fields is None else Fragment(*fields)
 
 
 def parse_fragment(text: str | bytes) -> Fragment:
@@ -357,6 +373,9 @@ class _Pending:
     last_seen: float
 
 
+_INFINITY = math.inf
+
+
 def _check_now(now: float) -> None:
     if not math.isfinite(now):
         raise ValueError("now must be a finite number of seconds")
@@ -371,12 +390,14 @@ class Reassembler:
     be added.
     """
 
-    __slots__ = ("_limits", "_pending")
+    __slots__ = ("_earliest_seen", "_limits", "_pending")
 
     def __init__(self, limits: FragmentLimits | None = None) -> None:
         self._limits = limits if limits is not None else FragmentLimits()
         # Keyed by v3 sender tag, or None for v2; insertion order is recency.
         self._pending: dict[int | None, _Pending] = {}
+        # No later than the last_seen of any pending reassembly.
+        self._earliest_seen = 0.0
 
     @property
     def limits(self) -> FragmentLimits:
@@ -398,11 +419,11 @@ class Reassembler:
     def expire(self, now: float) -> int:
         """Drop reassemblies idle for longer than the timeout; return how many."""
         _check_now(now)
-        stale = [
-            key for key, p in self._pending.items() if now - p.last_seen > self._limits.timeout
-        ]
+        timeout = self._limits.timeout
+        stale = [key for key, p in self._pending.items() if now - p.last_seen > timeout]
         for key in stale:
             del self._pending[key]
+        self._earliest_seen = min((p.last_seen for p in self._pending.values()), default=now)
         return len(stale)
 
     def note_unfragmented(self, text: str | bytes) -> None:
@@ -433,35 +454,52 @@ class Reassembler:
         if not frag.sender_tag_valid:
             raise RemoteProtocolError("fragment has a reserved sender instance tag")
         key = frag.sender_tag if frag.version == 3 else None
-        limits = self._limits
-        current = self._pending.pop(key, None)
+        return self.add_piece(key, frag.k, frag.n, frag.piece, now)
 
-        if frag.k == 1:
+    def add_piece(self, key: int | None, k: int, n: int, piece: str, now: float) -> str | None:
+        """:meth:`add` for a fragment already parsed and checked (its sender
+        tag for v3, None for v2): what the account's receiving path uses."""
+        if not -_INFINITY < now < _INFINITY:  # also refuses NaN
+            raise ValueError("now must be a finite number of seconds")
+        pending = self._pending
+        limits = self._limits
+        # _earliest_seen is at most every pending last_seen: only when even it
+        # is stale can anything have expired.
+        if pending and now - self._earliest_seen > limits.timeout:
+            self.expire(now)
+        current = pending.pop(key, None)
+
+        if k == 1:
             # A first piece always starts over, whatever was pending.
-            if frag.n > limits.max_pieces:
+            if n > limits.max_pieces:
                 raise RemoteProtocolError(
-                    f"fragmented message of {frag.n} pieces exceeds the limit of "
-                    f"{limits.max_pieces}"
+                    f"fragmented message of {n} pieces exceeds the limit of {limits.max_pieces}"
                 )
-            self._check_size(len(frag.piece))
-            if frag.n == 1:
-                return self._complete([frag.piece])
-            while len(self._pending) >= limits.max_pending:
-                del self._pending[next(iter(self._pending))]
-            self._pending[key] = _Pending(frag.n, 1, [frag.piece], len(frag.piece), now)
+            self._check_size(len(piece))
+            if n == 1:
+                return self._complete([piece])
+            while len(pending) >= limits.max_pending:
+                del pending[next(iter(pending))]
+            if not pending or now < self._earliest_seen:
+                self._earliest_seen = now
+            pending[key] = _Pending(n, 1, [piece], len(piece), now)
             return None
 
-        if current is None or frag.n != current.n or frag.k != current.k + 1:
+        if current is None or n != current.n or k != current.k + 1:
             return None  # out of sequence: the pending message (if any) is gone
 
-        self._check_size(current.size + len(frag.piece))
-        current.pieces.append(frag.piece)
-        current.size += len(frag.piece)
-        current.k = frag.k
-        current.last_seen = now
-        if frag.k == frag.n:
+        size = current.size + len(piece)
+        if size > limits.max_message_size:
+            self._check_size(size)
+        current.pieces.append(piece)
+        current.size = size
+        current.k = k
+        if k == n:
             return self._complete(current.pieces)
-        self._pending[key] = current
+        if now < self._earliest_seen:
+            self._earliest_seen = now
+        current.last_seen = now
+        pending[key] = current
         return None
 
     def _check_size(self, size: int) -> None:
