@@ -35,6 +35,7 @@ from offrecord.wire.messages import DataMessage, data_authenticated_part, decode
 __all__ = ["DataKeys", "Decrypted", "PairKeys"]
 
 _MAX_COUNTER = (1 << 64) - 1
+_NOTHING_REVEALED = encode_data(b"")
 
 
 @dataclass(slots=True)
@@ -173,8 +174,11 @@ class DataKeys:
             self.version, sender_tag, receiver_tag, flags, our_id, their_id,
             self._newest_public_mpi(), counter, encrypted,
         )  # fmt: skip
-        revealed, self._to_reveal = bytes(self._to_reveal), bytearray()
-        encoded = b"".join((authenticated, mac.digest(authenticated), encode_data(revealed)))
+        if self._to_reveal:
+            revealed, self._to_reveal = encode_data(bytes(self._to_reveal)), bytearray()
+        else:  # most messages reveal nothing: an empty DATA field
+            revealed = _NOTHING_REVEALED
+        encoded = b"".join((authenticated, mac.digest(authenticated), revealed))
         return encoded, keys.extra_symmetric_key()
 
     # -- receiving ----------------------------------------------------------

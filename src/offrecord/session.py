@@ -11,9 +11,8 @@ hands them out through ``data_to_send()``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from enum import Enum
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from offrecord import events as ev
 from offrecord.ake import AKE, AKEComplete, AuthState
@@ -74,15 +73,24 @@ class MessageState(Enum):
     FINISHED = "finished"
 
 
-@dataclass(frozen=True, slots=True)
-class Outgoing:
+class Outgoing(NamedTuple):
     """One network message before fragmentation.  ``version`` is 0 for
-    unencoded messages (query, error, plaintext), which are never fragmented."""
+    unencoded messages (query, error, plaintext), which are never fragmented.
 
-    text: str = field(repr=False)
+    A named tuple: one is made per message sent, and a tuple costs a fraction
+    of a frozen dataclass."""
+
+    text: str
     version: int = 0
     sender_tag: int = 0
     receiver_tag: int = 0
+
+    def __repr__(self) -> str:
+        # The text may be the user's plaintext: never in a repr.
+        return (
+            f"Outgoing({len(self.text)} characters, version={self.version}, "
+            f"sender_tag={self.sender_tag}, receiver_tag={self.receiver_tag})"
+        )
 
 
 class SessionOwner(Protocol):
