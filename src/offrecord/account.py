@@ -331,6 +331,10 @@ class Conversation:
         session = self._route(msg)
         if isinstance(session, str):
             return [ev.MessageDiscarded(session)]
+        if isinstance(msg, DataMessage):
+            # Most traffic: a data message neither moves an AKE nor secures a
+            # session, so none of the bookkeeping below applies.
+            return session.receive_encoded(msg, self._account.now())
         was = session.msgstate
         auth_before = session.ake.state
         out = session.receive_encoded(msg, self._account.now())
@@ -338,8 +342,7 @@ class Conversation:
             self._ake_seq += 1
             self._session_ake_seq[session.their_instance] = self._ake_seq
         if (
-            not isinstance(msg, DataMessage)  # only an AKE message secures a session
-            and session.msgstate is MessageState.ENCRYPTED
+            session.msgstate is MessageState.ENCRYPTED
             and any(isinstance(e, ev.SessionSecured) for e in out)
         ):
             out.extend(self._flush_held(session))
@@ -414,9 +417,9 @@ class Conversation:
         return [ev.MessageResent(len(held), session.their_instance)]
 
     def outgoing(self) -> list[Outgoing]:
-        out: list[Outgoing] = []
-        for session in self.sessions():
-            out.extend(session.take_outgoing())
+        out = self.master.take_outgoing()
+        for session in self.instances.values():
+            out += session.take_outgoing()
         return out
 
 
