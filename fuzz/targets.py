@@ -57,7 +57,14 @@ from offrecord.wire.messages import (
 )
 from offrecord.wire.tlv import TLV, decode_tlvs, encode_tlvs, split_plaintext
 
-__all__ = ["TARGETS", "Target", "join_records", "split_records"]
+__all__ = [
+    "TARGETS",
+    "Target",
+    "add_fragment_checked",
+    "check_reassembler_bounds",
+    "join_records",
+    "split_records",
+]
 
 Target = Callable[[bytes], None]
 TARGETS: dict[str, Target] = {}
@@ -283,6 +290,29 @@ def fragment_parse(data: bytes) -> None:
         assert parse_fragment(fragment.encode()) == fragment
 
 
+def check_reassembler_bounds(reassembler: Reassembler, limits: FragmentLimits) -> None:
+    """A reassembler never holds more than its limits allow."""
+    assert reassembler.pending <= limits.max_pending
+    assert reassembler.buffered <= limits.max_pending * limits.max_message_size
+
+
+def add_fragment_checked(
+    reassembler: Reassembler, fragment: str | bytes, now: float, limits: FragmentLimits
+) -> None:
+    """Add one piece of network input: a message comes out whole and within the
+    size limit, or the input is refused with RemoteProtocolError; either way
+    the reassembler stays bounded.  Shared with the Hypothesis fuzz tests."""
+    try:
+        result = reassembler.add(fragment, now)
+    except RemoteProtocolError:
+        pass
+    else:
+        if result is not None:
+            assert len(result) <= limits.max_message_size
+            assert not is_fragment(result)
+    check_reassembler_bounds(reassembler, limits)
+
+
 _SMALL_LIMITS = FragmentLimits(max_message_size=512, max_pieces=64, max_pending=3, timeout=5.0)
 
 
@@ -303,16 +333,7 @@ def fragment_reassembly(data: bytes) -> None:
         if not is_fragment(fragment):
             reassembler.note_unfragmented(fragment)
             continue
-        try:
-            result = reassembler.add(fragment, now)
-        except RemoteProtocolError:
-            pass
-        else:
-            if result is not None:
-                assert len(result) <= limits.max_message_size
-                assert not is_fragment(result)
-        assert reassembler.pending <= limits.max_pending
-        assert reassembler.buffered <= limits.max_pending * limits.max_message_size
+        add_fragment_checked(reassembler, fragment, now, limits)
 
 
 # -- whole conversations ----------------------------------------------------------
