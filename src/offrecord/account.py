@@ -179,7 +179,14 @@ class Conversation:
     def best_session(self) -> Session:
         """Where an outgoing message goes: the most recently active encrypted
         session, else a finished one, else the master (libotr's "best")."""
-        best, best_rank = self.master, _rank(self.master)
+        master, instances = self.master, self.instances
+        if len(instances) == 1 and master.msgstate is not MessageState.ENCRYPTED:
+            # The usual case, one instance of the peer: when it is encrypted
+            # no ranking can prefer the master.
+            (only,) = instances.values()
+            if only.msgstate is MessageState.ENCRYPTED:
+                return only
+        best, best_rank = master, _rank(master)
         for session in self.instances.values():
             rank = _rank(session)
             if rank > best_rank:
@@ -215,13 +222,13 @@ class Conversation:
 
     def send(self, text: str, *, instance: int | None = None) -> list[ev.Event]:
         """Send what the user typed, as the message state and policy say."""
-        policy = self._account.policy
         now = self._account.now()
-        session = self.session_for(instance)
+        session = self.best_session() if instance is None else self.session_for(instance)
         self.limiter.user_acted()
         if session.msgstate is MessageState.ENCRYPTED:
             session.send_data(text, now=now)
             return []
+        policy = self._account.policy
         if session.msgstate is MessageState.FINISHED:
             return [ev.MessageNotSent("the peer ended the private conversation; end or restart it")]
         if not policy.allowed_versions():
@@ -253,7 +260,7 @@ class Conversation:
     # -- receiving -----------------------------------------------------------
 
     def receive(self, text: str) -> list[ev.Event]:
-        if not self._account.policy.allowed_versions():
+        if not self._account._versions:
             # OTR is off (policy NEVER): every message is shown as it came.
             return [ev.MessageReceived(text, False)] if text else []
         # The two shapes most traffic has, taken the way classify() and
@@ -326,7 +333,7 @@ class Conversation:
             msg = decode_message(payload)
         except RemoteProtocolError as exc:
             return [ev.MessageDiscarded(str(exc))]
-        if msg.version not in self._account.policy.allowed_versions():
+        if msg.version not in self._account._versions:
             return [ev.MessageDiscarded(f"OTR version {msg.version} is not allowed by policy")]
         session = self._route(msg)
         if isinstance(session, str):
@@ -445,6 +452,8 @@ class Account:
         self.protocol = protocol
         self._key = private_key
         self._policy = policy
+        # Asked for every message received: kept with the policy.
+        self._versions = policy.allowed_versions()
         self._random = random_bytes
         self._clock = clock
         if instance_tag is None:
@@ -514,6 +523,7 @@ class Account:
     @policy.setter
     def policy(self, value: Policy) -> None:
         self._policy = value
+        self._versions = value.allowed_versions()
 
     @property
     def private_key(self) -> DSAPrivateKey:
@@ -556,7 +566,10 @@ class Account:
 
     def receive(self, peer: str, text: str) -> list[ev.Event]:
         """Feed one network message from ``peer``; returns what happened."""
-        return self.conversation(peer).receive(text)
+        conv = self._conversations.get(peer)
+        if conv is None:
+            conv = self.conversation(peer)
+        return conv.receive(text)
 
     def _reassemble(self, conv: Conversation, text: str) -> list[ev.Event]:
         fields = canonical_fields(text)  # the form fragments are sent in

@@ -15,6 +15,7 @@ before anything (counters, rotation, revealed MAC keys) changes.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -30,12 +31,13 @@ from offrecord.crypto.primitives import (
 )
 from offrecord.errors import LocalProtocolError, RemoteProtocolError
 from offrecord.wire.codec import encode_data, encode_mpi
-from offrecord.wire.messages import DataMessage, data_authenticated_part, decode_message
+from offrecord.wire.messages import DataMessage, data_header, decode_message
 
 __all__ = ["DataKeys", "Decrypted", "PairKeys"]
 
 _MAX_COUNTER = (1 << 64) - 1
 _NOTHING_REVEALED = encode_data(b"")
+_LENGTH = struct.Struct(">I")
 
 
 @dataclass(slots=True)
@@ -89,13 +91,18 @@ class PairKeys:
 
 
 class Decrypted(NamedTuple):
-    """A verified data message's plaintext, and its pair's extra symmetric key."""
+    """A verified data message's plaintext, and the pair of keys it came with."""
 
     plaintext: bytes
-    extra_key: bytes
+    pair: PairKeys
 
     def __repr__(self) -> str:
         return f"Decrypted({len(self.plaintext)} bytes)"
+
+    @property
+    def extra_key(self) -> bytes:
+        """The extra symmetric key of the message's pair (derived when asked for)."""
+        return self.pair.extra_symmetric_key()
 
 
 class DataKeys:
@@ -114,6 +121,10 @@ class DataKeys:
         self._their: dict[int, int] = {ake.their_keyid: ake.their_dh}
         self._pairs: dict[tuple[int, int], PairKeys] = {}
         self._to_reveal = bytearray()
+        # What every message we send starts with up to its counter (header and
+        # our next public key), by (flags, sender tag, receiver tag); valid
+        # until either side's key id moves.
+        self._heads: dict[tuple[int, int, int], bytes] = {}
 
     def __repr__(self) -> str:
         return f"DataKeys(our_keyid={self.our_keyid}, their_keyid={self.their_keyid})"
@@ -163,17 +174,19 @@ class DataKeys:
         """The binary form of a data message for ``plaintext``, and the pair's
         extra symmetric key."""
         our_id, their_id = self.our_keyid - 1, self.their_keyid
-        keys = self._pair(our_id, their_id)
+        keys = self._pairs.get((our_id, their_id)) or self._pair(our_id, their_id)
         if keys.send_counter >= _MAX_COUNTER:
             raise LocalProtocolError("counter exhausted for this key pair")
         keys.send_counter += 1
         counter = keys.send_counter.to_bytes(8, "big")
         cipher, mac = keys.sending()
         encrypted = cipher.crypt(counter, plaintext)
-        authenticated = data_authenticated_part(
-            self.version, sender_tag, receiver_tag, flags, our_id, their_id,
-            self._newest_public_mpi(), counter, encrypted,
-        )  # fmt: skip
+        head = self._heads.get((flags, sender_tag, receiver_tag))
+        if head is None:
+            head = data_header(self.version, sender_tag, receiver_tag, flags, our_id, their_id)
+            head += self._newest_public_mpi()
+            self._heads[(flags, sender_tag, receiver_tag)] = head
+        authenticated = b"".join((head, counter, _LENGTH.pack(len(encrypted)), encrypted))
         if self._to_reveal:
             revealed, self._to_reveal = encode_data(bytes(self._to_reveal)), bytearray()
         else:  # most messages reveal nothing: an empty DATA field
@@ -186,11 +199,14 @@ class DataKeys:
     def decrypt(self, msg: DataMessage) -> Decrypted:
         """Verify and decrypt; RemoteProtocolError leaves every key and counter as it was."""
         our_id, their_id = msg.recipient_keyid, msg.sender_keyid
-        if our_id not in self._our:
-            raise RemoteProtocolError("data message for an unknown key of ours")
-        if their_id not in self._their:
-            raise RemoteProtocolError("data message from an unknown key of theirs")
-        keys = self._pair(our_id, their_id)
+        # A pair is known only while both of its keys are.
+        keys = self._pairs.get((our_id, their_id))
+        if keys is None:
+            if our_id not in self._our:
+                raise RemoteProtocolError("data message for an unknown key of ours")
+            if their_id not in self._their:
+                raise RemoteProtocolError("data message from an unknown key of theirs")
+            keys = self._pair(our_id, their_id)
         cipher, mac = keys.receiving()
         if not macs_equal(mac.digest(msg.authenticated_part()), msg.mac):
             raise RemoteProtocolError("data message MAC does not verify")
@@ -201,12 +217,11 @@ class DataKeys:
         # Verified: commit.
         keys.recv_counter = counter
         keys.recv_mac_used = True
-        extra = keys.extra_symmetric_key()
         if our_id == self.our_keyid:
             self._rotate_ours()
         if their_id == self.their_keyid:
             self._rotate_theirs(msg.next_dh)
-        return Decrypted(plaintext, extra)
+        return Decrypted(plaintext, keys)
 
     def _forget_pairs(self, *, our_id: int | None = None, their_id: int | None = None) -> None:
         for key in [k for k in self._pairs if k[0] == our_id or k[1] == their_id]:
@@ -215,12 +230,14 @@ class DataKeys:
                 self._to_reveal += keys.recv_mac
 
     def _rotate_ours(self) -> None:
+        self._heads.clear()
         old = self.our_keyid - 1
         self._forget_pairs(our_id=old)
         del self._our[old]
         self.our_keyid += 1  # the new newest pair is made when we next send
 
     def _rotate_theirs(self, next_dh: int) -> None:
+        self._heads.clear()
         old = self.their_keyid - 1
         if old in self._their:
             self._forget_pairs(their_id=old)
@@ -236,5 +253,6 @@ class DataKeys:
                 self._to_reveal += keys.recv_mac
         self._our.clear()
         self._their.clear()
+        self._heads.clear()
         revealed, self._to_reveal = bytes(self._to_reveal), bytearray()
         return revealed

@@ -19,7 +19,7 @@ from offrecord.ake import AKE, AKEComplete, AuthState
 from offrecord.crypto.dsa import DSAPrivateKey, DSAPublicKey
 from offrecord.crypto.primitives import RandomSource
 from offrecord.errors import LocalProtocolError, OTRError, RemoteProtocolError
-from offrecord.keys import DataKeys
+from offrecord.keys import DataKeys, Decrypted
 from offrecord.policy import Policy
 from offrecord.smp import SMP, SMP_TLV_TYPES, SMPOutcome, smp_secret
 from offrecord.wire.codec import Reader
@@ -61,7 +61,10 @@ def _utf8(text: str, what: str) -> bytes:
 
 def message_bytes(text: str) -> bytes:
     """The UTF-8 of a message to encrypt; LocalProtocolError if it cannot be one."""
-    payload = _utf8(text, "the message")
+    try:
+        payload = text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates
+        raise LocalProtocolError("the message is not valid Unicode") from None
     if b"\x00" in payload:
         raise LocalProtocolError("a message cannot contain NUL characters")
     return payload
@@ -94,7 +97,10 @@ class Outgoing(NamedTuple):
 
 
 class SessionOwner(Protocol):
-    """What a session needs from its account."""
+    """What a session needs from its account.
+
+    The instance tag and the padding are read once, when the session is made.
+    """
 
     @property
     def name(self) -> str: ...
@@ -125,6 +131,9 @@ class Session:
 
     def __init__(self, owner: SessionOwner, peer: str, their_instance: int = 0) -> None:
         self._owner = owner
+        # Fixed for the account's lifetime, and read for every message sent.
+        self._instance_tag = owner.instance_tag
+        self._padding = owner.padding
         self.peer = peer
         self.their_instance = their_instance
         self.msgstate = MessageState.PLAINTEXT
@@ -252,10 +261,11 @@ class Session:
         now: float | None = None,
     ) -> bytes:
         """Encrypt and queue a data message; returns the pair's extra symmetric key."""
-        if self._keys is None or self.msgstate is not MessageState.ENCRYPTED:
+        keys = self._keys
+        if keys is None or self.msgstate is not MessageState.ENCRYPTED:
             raise LocalProtocolError("the conversation is not encrypted")
         payload = message_bytes(text)
-        block = self._owner.padding
+        block = self._padding
         if block and text:
             # TLV 0 (padding) rounds the length up so an observer learns only
             # the block count; its 4-byte header is counted in.
@@ -263,10 +273,12 @@ class Session:
             tlvs = (*tlvs, TLV(TLVType.PADDING, bytes(-used % block)))
         if tlvs:
             payload += b"\x00" + encode_tlvs(tlvs)
-        version = self._keys.version
-        sender_tag = self._owner.instance_tag if version == 3 else 0
-        receiver_tag = self.their_instance if version == 3 else 0
-        encoded, extra_key = self._keys.seal(
+        version = keys.version
+        if version == 3:
+            sender_tag, receiver_tag = self._instance_tag, self.their_instance
+        else:
+            sender_tag = receiver_tag = 0
+        encoded, extra_key = keys.seal(
             payload, flags=flags, sender_tag=sender_tag, receiver_tag=receiver_tag
         )
         self._queue_binary(encoded, version, sender_tag, receiver_tag, now)
@@ -301,9 +313,9 @@ class Session:
             out.append(ev.MessageDiscarded(f"TLV records ignored: {exc}"))
         text = body.decode("utf-8", errors="replace")
         if text:
-            out.append(ev.MessageReceived(text, True, instance=self.their_instance, tlvs=tlvs))
+            out.append(ev.MessageReceived(text, True, False, self.their_instance, tlvs))
         for tlv in tlvs:
-            out.extend(self._handle_tlv(tlv, decrypted.extra_key))
+            out.extend(self._handle_tlv(tlv, decrypted))
         # Only a message with text earns a heartbeat (as in libotr): answering
         # heartbeats with heartbeats would keep two idle clients talking.
         if (
@@ -315,7 +327,7 @@ class Session:
             self.send_data("", flags=FLAG_IGNORE_UNREADABLE, now=now)
         return out
 
-    def _handle_tlv(self, tlv: TLV, extra_key: bytes) -> list[ev.Event]:
+    def _handle_tlv(self, tlv: TLV, decrypted: Decrypted) -> list[ev.Event]:
         if tlv.type == TLVType.DISCONNECTED:
             self._finish()
             return [ev.SessionFinished(self.their_instance)]
@@ -330,7 +342,7 @@ class Session:
             if len(tlv.value) < 4:
                 return [ev.MessageDiscarded("extra symmetric key TLV without a use code")]
             use = Reader(tlv.value).int32()
-            return [ev.ExtraSymmetricKey(extra_key, use, tlv.value[4:])]
+            return [ev.ExtraSymmetricKey(decrypted.extra_key, use, tlv.value[4:])]
         return []  # padding and unknown types are ignored, as the spec says
 
     def _finish(self) -> None:

@@ -57,13 +57,12 @@ def aes_ctr(key: bytes, counter_top: bytes, data: bytes) -> bytes:
 # is then small next to the work.
 _KEYSTREAM_MAX = 512
 _MAX_BLOCKS = -(-_KEYSTREAM_MAX // 16)
-# The m counter blocks top || 0, top || 1, ..., top || m-1, read as one big
-# integer, are top * _TOP_SPREAD[m] + _BOTTOMS[m]: one multiplication and
-# addition instead of m concatenations.
-_TOP_SPREAD = tuple(
-    sum(1 << (64 + 128 * (m - 1 - i)) for i in range(m)) for m in range(_MAX_BLOCKS + 1)
+# The m counter blocks top || 0, top || 1, ..., top || m-1 are
+# ``top.join(_COUNTER_BOTTOMS[m])``: the parts are an empty first element and
+# the m bottom halves, so one join writes every block.
+_COUNTER_BOTTOMS = tuple(
+    (b"", *(i.to_bytes(8, "big") for i in range(m))) for m in range(_MAX_BLOCKS + 1)
 )
-_BOTTOMS = tuple(sum(i << (128 * (m - 1 - i)) for i in range(m)) for m in range(_MAX_BLOCKS + 1))
 
 
 class AESCounterMode:
@@ -97,14 +96,9 @@ class AESCounterMode:
         size = len(data)
         if size > _KEYSTREAM_MAX:
             return aes_ctr(self._key, counter_top, data)
-        blocks = -(-size // 16)
-        top = int.from_bytes(counter_top, "big")
-        stream = self._ecb.update(
-            (top * _TOP_SPREAD[blocks] + _BOTTOMS[blocks]).to_bytes(16 * blocks, "big")
-        )
-        # The keystream's unused tail is shifted off before XORing.
-        unused_bits = 8 * (16 * blocks - size)
-        keystream = int.from_bytes(stream, "big") >> unused_bits
+        stream = self._ecb.update(counter_top.join(_COUNTER_BOTTOMS[(size + 15) >> 4]))
+        # The keystream's unused tail (up to 15 bytes) is shifted off before XORing.
+        keystream = int.from_bytes(stream, "big") >> ((-size & 15) << 3)
         return (int.from_bytes(data, "big") ^ keystream).to_bytes(size, "big")
 
 

@@ -110,9 +110,9 @@ def _decode_body(text: str, start: int) -> bytes:
     if body and len(body) <= MAX_ENCODED_LEN:
         # The usual case, one unbroken line: strict base64 refuses any
         # whitespace, so success means the body needed no cleaning.
-        try:
-            return binascii.a2b_base64(body.encode("ascii"), strict_mode=True)
-        except (binascii.Error, UnicodeEncodeError, ValueError):
+        try:  # a str with anything but ASCII raises ValueError
+            return binascii.a2b_base64(body, strict_mode=True)
+        except (binascii.Error, ValueError):
             pass
     # Some transports wrap long lines; libotr's decoder skips such characters.
     body = "".join(body.split())

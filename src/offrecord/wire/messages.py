@@ -36,6 +36,7 @@ __all__ = [
     "RevealSignature",
     "Signature",
     "data_authenticated_part",
+    "data_header",
     "decode_message",
     "encode_message",
     "peek_header",
@@ -92,8 +93,14 @@ class Signature(_Header):
     type = MessageType.SIGNATURE
 
 
-@dataclass(frozen=True, slots=True)
-class DataMessage(_Header):
+# Not frozen, unlike the AKE messages: one is decoded for every message
+# received, and a frozen dataclass costs five times as much to build.  Nothing
+# changes a decoded message; ``dataclasses.replace`` makes changed copies.
+@dataclass(slots=True)
+class DataMessage:
+    version: int
+    sender_tag: int
+    receiver_tag: int
     flags: int
     sender_keyid: int
     recipient_keyid: int
@@ -131,6 +138,18 @@ _DATA_HEAD_V2 = struct.Struct(">HBBII")
 _LENGTH = struct.Struct(">I")
 
 
+def data_header(
+    version: int, sender_tag: int, receiver_tag: int, flags: int, sender_keyid: int,
+    recipient_keyid: int,
+) -> bytes:  # fmt: skip
+    """The fixed-size start of a data message, up to the next DH key."""
+    if version == 3:
+        return _DATA_HEAD_V3.pack(
+            3, MessageType.DATA, sender_tag, receiver_tag, flags, sender_keyid, recipient_keyid
+        )
+    return _DATA_HEAD_V2.pack(version, MessageType.DATA, flags, sender_keyid, recipient_keyid)
+
+
 def data_authenticated_part(
     version: int,
     sender_tag: int,
@@ -142,16 +161,10 @@ def data_authenticated_part(
     counter: bytes,
     encrypted: bytes,
 ) -> bytes:
-    """:meth:`DataMessage.authenticated_part` from the fields, for a sender
-    that needs the MAC before it builds the message; ``next_dh_mpi`` is the
-    next DH key already encoded as an MPI."""
-    if version == 3:
-        head = _DATA_HEAD_V3.pack(
-            3, MessageType.DATA, sender_tag, receiver_tag, flags, sender_keyid, recipient_keyid
-        )
-    else:
-        head = _DATA_HEAD_V2.pack(version, MessageType.DATA, flags, sender_keyid, recipient_keyid)
-    return b"".join((head, next_dh_mpi, counter, encode_data(encrypted)))
+    """:meth:`DataMessage.authenticated_part` from the fields; ``next_dh_mpi``
+    is the next DH key already encoded as an MPI."""
+    head = data_header(version, sender_tag, receiver_tag, flags, sender_keyid, recipient_keyid)
+    return b"".join((head, next_dh_mpi, counter, _LENGTH.pack(len(encrypted)), encrypted))
 
 
 EncodedMessage = DHCommit | DHKey | RevealSignature | Signature | DataMessage
@@ -258,7 +271,7 @@ def _decode_data_quickly(raw: bytes) -> DataMessage | None:
         version, sender, receiver, flags, sender_keyid, recipient_keyid,
         next_dh, counter, encrypted, mac, old_keys,
     )  # fmt: skip
-    object.__setattr__(msg, "received_authenticated", raw[:authenticated_end])
+    msg.received_authenticated = raw[:authenticated_end]
     return msg
 
 
@@ -310,7 +323,7 @@ def _decode_message(raw: bytes) -> EncodedMessage:
             version, sender, receiver, flags, sender_keyid, recipient_keyid,
             next_dh, counter, encrypted, mac, old_keys,
         )  # fmt: skip
-        object.__setattr__(msg, "received_authenticated", authenticated)
+        msg.received_authenticated = authenticated
     else:
         raise RemoteProtocolError(f"unknown OTR message type 0x{kind:02x}")
     reader.end()
