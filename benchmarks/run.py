@@ -114,6 +114,8 @@ METRICS = (
     Metric("memory", "memory per session, both ends", "kB", 1e-3, 20.0, "abs<="),
 )
 
+ALL_METRICS = frozenset(m.key for m in METRICS)
+
 
 # -- the libotr program ------------------------------------------------------------
 
@@ -254,10 +256,16 @@ def interleaved(
 
 
 def run_round(
-    index: int, p: ob.Params, keys: ob.Keys, libotr: LibotrBench, log: Callable[[str], None]
+    index: int,
+    p: ob.Params,
+    keys: ob.Keys,
+    libotr: LibotrBench,
+    log: Callable[[str], None],
+    only: frozenset[str] = ALL_METRICS,
 ) -> Round:
     result = Round({}, {}, {}, 0.0)
-    for key in ob.WORKLOADS:
+    # libotr's memory figure comes out of its sessions run.
+    for key in [k for k in ob.WORKLOADS if k in only or (k == "sessions" and "memory" in only)]:
         off, lib, finish = interleaved(key, p, keys, libotr, flip=index % 2 == 1)
         result.offrecord[key] = off
         result.libotr[key] = lib
@@ -270,6 +278,8 @@ def run_round(
             result.libotr["memory"] = float(finish["heap_per_session"])
             result.libotr_rss_per_session = float(finish["rss_per_session"])
         log(f"  {key:<9} offrecord {off:.6g}  libotr {lib:.6g}")
+    if "memory" not in only:
+        return result
     # offrecord's memory needs a pass of its own, under tracemalloc.
     result.offrecord["memory"] = ob.memory_per_session(p.sessions, keys)
     log(
@@ -279,10 +289,13 @@ def run_round(
     return result
 
 
-def count_offrecord(p: ob.Params, keys: ob.Keys) -> dict[str, dict[str, float]]:
-    """The counting pass: every workload once, with the counters in place."""
+def count_offrecord(
+    p: ob.Params, keys: ob.Keys, workloads: list[str]
+) -> dict[str, dict[str, float]]:
+    """The counting pass: each workload once, with the counters in place."""
     out: dict[str, dict[str, float]] = {}
-    for key, workload in ob.WORKLOADS.items():
+    for key in workloads:
+        workload = ob.WORKLOADS[key]
         with ob.counting() as tally:
             counter = ob.Counter(tally)
             for _ in workload(p, keys, counter):
@@ -297,6 +310,8 @@ def count_offrecord(p: ob.Params, keys: ob.Keys) -> dict[str, dict[str, float]]:
 def summarize(rounds: list[Round]) -> dict[str, dict[str, Any]]:
     summary: dict[str, dict[str, Any]] = {}
     for m in METRICS:
+        if m.key not in rounds[0].offrecord:
+            continue
         off = [m.value(r.offrecord[m.key]) for r in rounds]
         lib = [m.value(r.libotr[m.key]) for r in rounds]
         ratios = [m.ratio(o, c) for o, c in zip(off, lib, strict=True)]
@@ -363,6 +378,8 @@ def print_table(
     print(head, file=out)
     print("-" * len(head), file=out)
     for m in METRICS:
+        if m.key not in summary:
+            continue
         s = summary[m.key]
         rounds = " ".join(f"{r:.3g}" for r in s["ratio"])
         print(
@@ -383,7 +400,7 @@ def print_table(
     )
     print(head, file=out)
     print("-" * len(head), file=out)
-    for key in ob.WORKLOADS:
+    for key in counts:
         o, c = counts[key]["offrecord"], counts[key]["libotr"]
         print(
             f"{key:<10} | {o['group_exp']:>14.3g} {o['dsa_exp']:>8.3g} {o['sign']:>5.3g}"
@@ -420,7 +437,17 @@ def main(argv: list[str] | None = None) -> int:
         help="pin both processes to this CPU (default: the last one allowed; -1: do not pin)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.add_argument(
+        "--only",
+        metavar="WORKLOAD[,...]",
+        help=f"run only these ({', '.join(m.key for m in METRICS)}); default: all",
+    )
     args = parser.parse_args(argv)
+    only = ALL_METRICS
+    if args.only:
+        only = frozenset(args.only.split(","))
+        if unknown := only - ALL_METRICS:
+            parser.error(f"unknown workload(s): {', '.join(sorted(unknown))}")
     params = SMOKE if args.smoke else FULL
     rounds = 1 if args.smoke else args.rounds
     if rounds < 1:
@@ -448,21 +475,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not args.smoke:
             log("warm-up")
-            run_round(0, SMOKE, keys, libotr, lambda _text: None)
+            run_round(0, SMOKE, keys, libotr, lambda _text: None, only)
         results: list[Round] = []
         for index in range(rounds):
             log(f"round {index + 1}/{rounds}")
-            results.append(run_round(index, params, keys, libotr, log))
+            results.append(run_round(index, params, keys, libotr, log, only))
         ready = libotr.ready
     finally:
         libotr.close()
     log("counting pass")
-    offrecord_counts = count_offrecord(params, keys)
+    workloads = [key for key in ob.WORKLOADS if key in results[0].offrecord]
+    offrecord_counts = count_offrecord(params, keys, workloads)
 
     summary = summarize(results)
     counts = {
         key: {"offrecord": offrecord_counts[key], "libotr": results[0].libotr_counts[key]}
-        for key in ob.WORKLOADS
+        for key in workloads
     }
     report = {
         "machine": machine(ready, load_at_start),
@@ -475,6 +503,7 @@ def main(argv: list[str] | None = None) -> int:
                     "ratio": summary[m.key]["ratio"][i],
                 }
                 for m in METRICS
+                if m.key in summary
             }
             | {"libotr_rss_per_session_kB": r.libotr_rss_per_session / 1e3}
             for i, r in enumerate(results)

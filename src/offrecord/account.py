@@ -153,6 +153,8 @@ class Conversation:
         # The master session (instance 0) speaks before we know their instance:
         # plaintext, queries, our D-H Commits, and all of version 2.
         self.limiter = ReplyLimiter(account.now)
+        # Every session's wire messages, in the order they were made.
+        self._outbox: list[Outgoing] = []
         # Orders AKE activity within this conversation: when the master's D-H
         # Commit went out, and when each session's own exchange last moved.
         self._ake_seq = 0
@@ -167,7 +169,7 @@ class Conversation:
         return f"Conversation(peer={self.peer!r}, state={self.state.value})"
 
     def _new_session(self, instance: int) -> Session:
-        session = Session(self._account, self.peer, instance)
+        session = Session(self._account, self.peer, instance, self._outbox)
         session.may_auto_reply = self.limiter.allow
         return session
 
@@ -341,7 +343,7 @@ class Conversation:
         if isinstance(msg, DataMessage):
             # Most traffic: a data message neither moves an AKE nor secures a
             # session, so none of the bookkeeping below applies.
-            return session.receive_encoded(msg, self._account.now())
+            return session.receive_data(msg, self._account.now())
         was = session.msgstate
         auth_before = session.ake.state
         out = session.receive_encoded(msg, self._account.now())
@@ -424,9 +426,12 @@ class Conversation:
         return [ev.MessageResent(len(held), session.their_instance)]
 
     def outgoing(self) -> list[Outgoing]:
-        out = self.master.take_outgoing()
-        for session in self.instances.values():
-            out += session.take_outgoing()
+        """Take the wire messages every session has queued, oldest first."""
+        outbox = self._outbox
+        if not outbox:
+            return []
+        out = outbox.copy()
+        outbox.clear()  # emptied in place: the sessions hold this list
         return out
 
 

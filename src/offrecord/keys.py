@@ -90,6 +90,10 @@ class PairKeys:
         return self._receiving
 
 
+# The named tuple built without its Python-level __new__ (once per message).
+_new_tuple = tuple.__new__
+
+
 class Decrypted(NamedTuple):
     """A verified data message's plaintext, and the pair of keys it came with."""
 
@@ -221,7 +225,7 @@ class DataKeys:
             self._rotate_ours()
         if their_id == self.their_keyid:
             self._rotate_theirs(msg.next_dh)
-        return Decrypted(plaintext, keys)
+        return _new_tuple(Decrypted, (plaintext, keys))
 
     def _forget_pairs(self, *, our_id: int | None = None, their_id: int | None = None) -> None:
         for key in [k for k in self._pairs if k[0] == our_id or k[1] == their_id]:

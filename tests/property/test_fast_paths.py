@@ -50,7 +50,7 @@ def test_reusable_aes_ctr_equals_a_fresh_ctr_context(
 
 
 @pytest.mark.parametrize("size", [0, 1, 15, 16, 17, 511, 512, 513, 4096])
-def test_reusable_aes_ctr_at_the_block_and_keystream_boundaries(size: int) -> None:
+def test_reusable_aes_ctr_around_block_boundaries(size: int) -> None:
     key, top = bytes(range(16)), b"\xff" * 7 + b"\x01"
     data = bytes(i % 251 for i in range(size))
     assert AESCounterMode(key).crypt(top, data) == aes_ctr(key, top, data)

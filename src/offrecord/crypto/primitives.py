@@ -52,38 +52,25 @@ def aes_ctr(key: bytes, counter_top: bytes, data: bytes) -> bytes:
     return ctx.update(data) + ctx.finalize()
 
 
-# Up to this many bytes, AESCounterMode makes the keystream from its reusable
-# ECB context; longer data goes through a fresh CTR context, whose setup cost
-# is then small next to the work.
-_KEYSTREAM_MAX = 512
-_MAX_BLOCKS = -(-_KEYSTREAM_MAX // 16)
-# The m counter blocks top || 0, top || 1, ..., top || m-1 are
-# ``top.join(_COUNTER_BOTTOMS[m])``: the parts are an empty first element and
-# the m bottom halves, so one join writes every block.
-_COUNTER_BOTTOMS = tuple(
-    (b"", *(i.to_bytes(8, "big") for i in range(m))) for m in range(_MAX_BLOCKS + 1)
-)
+_ZERO_BOTTOM = bytes(8)
 
 
 class AESCounterMode:
     """:func:`aes_ctr` for many messages under one key.
 
     Setting up an AES context costs more than encrypting a chat message, so
-    this keeps one: the counter blocks ``counter_top || 0``, ``|| 1``, ... are
-    encrypted with the key's reusable ECB context (ECB has no state between
-    calls) and the result XORed onto the data, which is what CTR mode is.
-    Long data takes the library's CTR mode directly.  The output is identical
-    to :func:`aes_ctr` (a property test checks it).
+    this keeps one CTR context and sets its counter block anew for every
+    message (``CipherContext.reset_nonce``, cryptography 43).  The output is
+    identical to :func:`aes_ctr` (a property test checks it).
     """
 
-    __slots__ = ("_ecb", "_key")
+    __slots__ = ("_ctx", "_key")
 
     def __init__(self, key: bytes) -> None:
         if len(key) != 16:
             raise ValueError("AES-128 key must be 16 bytes")
         self._key = key
-        # ECB only ever encrypts counter blocks here: this is CTR mode.
-        self._ecb = Cipher(algorithms.AES(key), modes.ECB()).encryptor()  # noqa: S305
+        self._ctx = Cipher(algorithms.AES(key), modes.CTR(bytes(16))).encryptor()
 
     def __reduce__(self) -> tuple[type[AESCounterMode], tuple[bytes]]:
         # Copies (and pickles) set up a context of their own from the key.
@@ -93,13 +80,9 @@ class AESCounterMode:
         """Encrypt or decrypt ``data`` from the counter block ``counter_top`` || zeros."""
         if len(counter_top) != 8:
             raise ValueError("the counter's top half must be 8 bytes")
-        size = len(data)
-        if size > _KEYSTREAM_MAX:
-            return aes_ctr(self._key, counter_top, data)
-        stream = self._ecb.update(counter_top.join(_COUNTER_BOTTOMS[(size + 15) >> 4]))
-        # The keystream's unused tail (up to 15 bytes) is shifted off before XORing.
-        keystream = int.from_bytes(stream, "big") >> ((-size & 15) << 3)
-        return (int.from_bytes(data, "big") ^ keystream).to_bytes(size, "big")
+        ctx = self._ctx
+        ctx.reset_nonce(counter_top + _ZERO_BOTTOM)
+        return ctx.update(data)
 
 
 class HMACSHA1Key:
@@ -144,6 +127,5 @@ def hmac_sha256_160(key: bytes, data: bytes) -> bytes:
     return hmac_sha256(key, data)[:20]
 
 
-def macs_equal(a: bytes, b: bytes) -> bool:
-    """Constant-time MAC comparison."""
-    return hmac.compare_digest(a, b)
+# Constant-time MAC comparison (the function itself: it runs for every message).
+macs_equal = hmac.compare_digest

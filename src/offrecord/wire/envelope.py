@@ -165,7 +165,7 @@ def classify(text: str) -> Incoming:
 
 def frame(binary: bytes) -> str:
     """``?OTR:`` + base64 + ``.``, the transmitted form of an encoded message."""
-    return ENCODED_PREFIX + binascii.b2a_base64(binary, newline=False).decode("ascii") + "."
+    return (b"?OTR:" + binascii.b2a_base64(binary, newline=False) + b".").decode("ascii")
 
 
 def _version_string(versions: frozenset[int]) -> str:

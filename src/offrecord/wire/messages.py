@@ -136,6 +136,13 @@ class DataMessage:
 _DATA_HEAD_V3 = struct.Struct(">HBIIBII")
 _DATA_HEAD_V2 = struct.Struct(">HBBII")
 _LENGTH = struct.Struct(">I")
+# For the quick decoder: the head with the next DH key's length, then the
+# counter with the encrypted message's length, then the MAC with the old MAC
+# keys' length.
+_QUICK_V3 = struct.Struct(">HBIIBIII")
+_QUICK_V2 = struct.Struct(">HBBIII")
+_COUNTER_AND_LENGTH = struct.Struct(">8sI")
+_MAC_AND_LENGTH = struct.Struct(">20sI")
 
 
 def data_header(
@@ -223,53 +230,38 @@ def _decode_data_quickly(raw: bytes) -> DataMessage | None:
     anything else (not a data message, or malformed in any way), which the
     general decoder then handles and explains.  Checks everything the general
     decoder checks; a property test keeps the two in agreement."""
-    if raw[2:3] != b"\x03":  # the type byte of a data message
-        return None
-    version = raw[1] if raw[:1] == b"\x00" else 0
-    if version == 3:
-        if len(raw) < _DATA_HEAD_V3.size:
+    size = len(raw)
+    if raw.startswith(b"\x00\x03\x03"):  # version 3, type DATA
+        if size < _QUICK_V3.size:
             return None
-        _, _, sender, receiver, flags, sender_keyid, recipient_keyid = _DATA_HEAD_V3.unpack_from(
-            raw
+        _, _, sender, receiver, flags, sender_keyid, recipient_keyid, mpi_len = (
+            _QUICK_V3.unpack_from(raw)
         )
-        pos = _DATA_HEAD_V3.size
-    elif version == 2:
-        if len(raw) < _DATA_HEAD_V2.size:
+        version, pos = 3, _QUICK_V3.size
+    elif raw.startswith(b"\x00\x02\x03"):
+        if size < _QUICK_V2.size:
             return None
-        _, _, flags, sender_keyid, recipient_keyid = _DATA_HEAD_V2.unpack_from(raw)
-        sender = receiver = 0
-        pos = _DATA_HEAD_V2.size
+        _, _, flags, sender_keyid, recipient_keyid, mpi_len = _QUICK_V2.unpack_from(raw)
+        version, pos, sender, receiver = 2, _QUICK_V2.size, 0, 0
     else:
         return None
-    if sender_keyid == 0 or recipient_keyid == 0 or len(raw) < pos + 4:
+    if sender_keyid == 0 or recipient_keyid == 0 or mpi_len > MAX_MPI_LEN:
         return None
-    (mpi_len,) = _LENGTH.unpack_from(raw, pos)
-    pos += 4
-    if mpi_len > MAX_MPI_LEN:
+    end = pos + mpi_len
+    next_dh = int.from_bytes(raw[pos:end], "big")
+    if not 2 <= next_dh <= MODULUS_MINUS_2 or size < end + 12:
         return None
-    next_dh = int.from_bytes(raw[pos : pos + mpi_len], "big")
-    pos += mpi_len
-    if not 2 <= next_dh <= MODULUS_MINUS_2 or len(raw) < pos + 12:
+    counter, encrypted_len = _COUNTER_AND_LENGTH.unpack_from(raw, end)
+    pos = end + 12
+    authenticated_end = pos + encrypted_len
+    if encrypted_len > MAX_DATA_LEN or size < authenticated_end + 24:
         return None
-    counter = raw[pos : pos + 8]
-    (encrypted_len,) = _LENGTH.unpack_from(raw, pos + 8)
-    pos += 12
-    if encrypted_len > MAX_DATA_LEN:
+    mac, old_len = _MAC_AND_LENGTH.unpack_from(raw, authenticated_end)
+    if old_len > MAX_DATA_LEN or size != authenticated_end + 24 + old_len:
         return None
-    encrypted = raw[pos : pos + encrypted_len]
-    pos += encrypted_len
-    if len(raw) < pos + 24:
-        return None
-    authenticated_end = pos
-    mac = raw[pos : pos + 20]
-    (old_len,) = _LENGTH.unpack_from(raw, pos + 20)
-    pos += 24
-    if old_len > MAX_DATA_LEN or len(raw) != pos + old_len:
-        return None
-    old_keys = raw[pos:]
     msg = DataMessage(
-        version, sender, receiver, flags, sender_keyid, recipient_keyid,
-        next_dh, counter, encrypted, mac, old_keys,
+        version, sender, receiver, flags, sender_keyid, recipient_keyid, next_dh, counter,
+        raw[pos:authenticated_end], mac, raw[authenticated_end + 24 :],
     )  # fmt: skip
     msg.received_authenticated = raw[:authenticated_end]
     return msg
