@@ -270,7 +270,8 @@ class Conversation:
         if text.startswith(FRAGMENT_PREFIXES):
             return self._account._reassemble(self, text)
         if text.startswith(ENCODED_PREFIX):
-            self._account._note_unfragmented(self.peer, text)
+            if self._account._reassemblers:
+                self._account._note_unfragmented(self.peer, text)
             try:
                 payload = encoded_payload(text)
             except RemoteProtocolError as exc:
@@ -363,7 +364,7 @@ class Conversation:
         """The session a message belongs to, or why it is discarded."""
         if msg.version == 2:
             return self.master
-        ours = self._account.instance_tag
+        ours = self._account._instance_tag
         if msg.sender_tag < 0x100:
             return f"sender instance tag 0x{msg.sender_tag:08x} is invalid"
         if msg.receiver_tag != ours and not (msg.receiver_tag == 0 and isinstance(msg, DHCommit)):
@@ -631,21 +632,16 @@ class Account:
     def data_to_send(self) -> list[tuple[str, str]]:
         """(peer, text) pairs to put on the network, in order, fragmented."""
         out: list[tuple[str, str]] = []
+        limit = self.max_message_size
+        conversations = self._conversations
         for peer in self._order:
-            for item in self._conversations[peer].outgoing():
-                if (
-                    item.version
-                    and self.max_message_size
-                    and len(item.text) > self.max_message_size
-                ):
+            for text, version, sender_tag, receiver_tag in conversations[peer].outgoing():
+                if version and limit and len(text) > limit:
                     pieces = fragment_message(
-                        item.text,
-                        self.max_message_size,
-                        version=item.version,
-                        sender_tag=item.sender_tag,
-                        receiver_tag=item.receiver_tag,
-                    )
-                    out.extend((peer, piece) for piece in pieces)
+                        text, limit, version=version, sender_tag=sender_tag,
+                        receiver_tag=receiver_tag,
+                    )  # fmt: skip
+                    out += [(peer, piece) for piece in pieces]
                 else:
-                    out.append((peer, item.text))
+                    out.append((peer, text))
         return out

@@ -8,7 +8,8 @@ except :class:`ExtraSymmetricKey`, whose key the application asked for (its
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
+from typing import TypeVar, dataclass_transform
 
 from offrecord.wire.tlv import TLV
 
@@ -34,12 +35,46 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
+_E = TypeVar("_E")
+
+
+@dataclass_transform(frozen_default=True, field_specifiers=(field,))
+def _event(cls: type[_E]) -> type[_E]:
+    """Make ``cls`` a frozen, slotted dataclass whose ``__init__`` writes each
+    slot through the slot's own descriptor.
+
+    Events are made for every message received.  The ``__init__`` dataclasses
+    writes for a frozen class calls ``object.__setattr__`` per field, which
+    looks the name up in the class each time; the descriptor's ``__set__`` is
+    the same store without the lookup.  Everything else (immutability,
+    ``replace()``, equality, ``repr``) is the dataclass's own.
+    """
+    cls = dataclass(frozen=True, slots=True)(cls)
+    namespace: dict[str, object] = {}
+    params, body = ["self"], []
+    for f in fields(cls):  # type: ignore[arg-type]
+        owner = next(k for k in cls.__mro__ if f.name in vars(k))
+        namespace[f"_set_{f.name}"] = vars(owner)[f.name].__set__
+        if f.default is MISSING:
+            params.append(f.name)
+        else:
+            namespace[f"_default_{f.name}"] = f.default
+            params.append(f"{f.name}=_default_{f.name}")
+        body.append(f"    _set_{f.name}(self, {f.name})")
+    source = f"def __init__({', '.join(params)}):\n" + ("\n".join(body) or "    pass") + "\n"
+    exec(source, namespace)  # noqa: S102 - source built above from the field names only
+    init = namespace["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"  # type: ignore[attr-defined]
+    setattr(cls, "__init__", init)  # noqa: B010 - replacing a method, not a plain attribute
+    return cls
+
+
+@_event
 class Event:
     """Base class of every event."""
 
 
-@dataclass(frozen=True, slots=True)
+@_event
 class MessageReceived(Event):
     """Show ``text`` to the user.
 
@@ -56,7 +91,7 @@ class MessageReceived(Event):
     tlvs: tuple[TLV, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@_event
 class SessionSecured(Event):
     """An AKE completed: the conversation with ``instance`` is now encrypted.
 
@@ -74,14 +109,14 @@ class SessionSecured(Event):
     refreshed: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@_event
 class NewFingerprint(Event):
     """The peer authenticated with a fingerprint we had not seen for them."""
 
     fingerprint: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@_event
 class SessionFinished(Event):
     """The peer ended the private conversation; we refuse to send until the user
     ends or restarts it."""
@@ -89,21 +124,21 @@ class SessionFinished(Event):
     instance: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@_event
 class SessionEnded(Event):
     """The local user ended the conversation; it is plaintext again."""
 
     instance: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@_event
 class ErrorReceived(Event):
     """The peer sent an OTR Error message; ``text`` is its human-readable part."""
 
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@_event
 class UnreadableMessage(Event):
     """An encrypted message could not be read (unknown keys, bad MAC, replay, not
     in a private conversation).  An error message went back unless the sender
@@ -112,7 +147,7 @@ class UnreadableMessage(Event):
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@_event
 class MessageDiscarded(Event):
     """A message was ignored, as the protocol says: malformed, for another
     instance, an AKE message that did not verify, a version not allowed."""
@@ -120,14 +155,14 @@ class MessageDiscarded(Event):
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@_event
 class UnsupportedVersion(Event):
     """The peer offered OTR, but only in versions we do not speak (e.g. only v1)."""
 
     offered: frozenset[str]
 
 
-@dataclass(frozen=True, slots=True)
+@_event
 class MessageNotSent(Event):
     """A message typed by the user was not sent (the conversation is finished,
     or encryption is required and unavailable).  Nothing went out in plaintext."""
@@ -135,7 +170,7 @@ class MessageNotSent(Event):
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@_event
 class MessageHeld(Event):
     """Encryption is required and not yet established: the message is held and
     will be sent encrypted once the AKE completes."""
@@ -143,7 +178,7 @@ class MessageHeld(Event):
     count: int
 
 
-@dataclass(frozen=True, slots=True)
+@_event
 class MessageResent(Event):
     """Held messages went out encrypted after the AKE."""
 
@@ -151,7 +186,7 @@ class MessageResent(Event):
     instance: int
 
 
-@dataclass(frozen=True, slots=True)
+@_event
 class ExtraSymmetricKey(Event):
     """The peer announced use of the extra symmetric key (TLV 8)."""
 
@@ -160,7 +195,7 @@ class ExtraSymmetricKey(Event):
     data: bytes = field(repr=False)
 
 
-@dataclass(frozen=True, slots=True)
+@_event
 class SMPRequested(Event):
     """The peer started SMP; answer with ``Session.smp_respond(secret)``.
 
@@ -170,7 +205,7 @@ class SMPRequested(Event):
     question: str | None = field(repr=False)
 
 
-@dataclass(frozen=True, slots=True)
+@_event
 class SMPResult(Event):
     """SMP finished.  ``success`` means the secrets matched.  ``verified`` tells
     whether this side marked the fingerprint trusted (only the asking side does)."""
@@ -179,12 +214,12 @@ class SMPResult(Event):
     verified: bool
 
 
-@dataclass(frozen=True, slots=True)
+@_event
 class SMPAborted(Event):
     """The peer aborted SMP (or a new SMP replaced the one in progress)."""
 
 
-@dataclass(frozen=True, slots=True)
+@_event
 class SMPError(Event):
     """SMP failed a check (out of order, malformed, a proof did not verify); we
     aborted it and told the peer."""

@@ -109,6 +109,9 @@ class Decrypted(NamedTuple):
         return self.pair.extra_symmetric_key()
 
 
+_Sender = tuple[PairKeys, AESCounterMode, HMACSHA1Key, bytes]
+
+
 class DataKeys:
     """Key state of one encrypted session."""
 
@@ -125,10 +128,11 @@ class DataKeys:
         self._their: dict[int, int] = {ake.their_keyid: ake.their_dh}
         self._pairs: dict[tuple[int, int], PairKeys] = {}
         self._to_reveal = bytearray()
-        # What every message we send starts with up to its counter (header and
-        # our next public key), by (flags, sender tag, receiver tag); valid
-        # until either side's key id moves.
-        self._heads: dict[tuple[int, int, int], bytes] = {}
+        # For messages sent with the current pair, by (flags, sender tag,
+        # receiver tag): the pair, its cipher and MAC, and what every message
+        # starts with up to its counter (header and our next public key).
+        # Valid until either side's key id moves.
+        self._senders: dict[tuple[int, int, int], _Sender] = {}
 
     def __repr__(self) -> str:
         return f"DataKeys(our_keyid={self.our_keyid}, their_keyid={self.their_keyid})"
@@ -177,19 +181,16 @@ class DataKeys:
     ) -> tuple[bytes, bytes]:
         """The binary form of a data message for ``plaintext``, and the pair's
         extra symmetric key."""
-        our_id, their_id = self.our_keyid - 1, self.their_keyid
-        keys = self._pairs.get((our_id, their_id)) or self._pair(our_id, their_id)
-        if keys.send_counter >= _MAX_COUNTER:
+        sender = self._senders.get((flags, sender_tag, receiver_tag))
+        if sender is None:
+            sender = self._sender(flags, sender_tag, receiver_tag)
+        keys, cipher, mac, head = sender
+        count = keys.send_counter + 1
+        if count > _MAX_COUNTER:
             raise LocalProtocolError("counter exhausted for this key pair")
-        keys.send_counter += 1
-        counter = keys.send_counter.to_bytes(8, "big")
-        cipher, mac = keys.sending()
+        keys.send_counter = count
+        counter = count.to_bytes(8, "big")
         encrypted = cipher.crypt(counter, plaintext)
-        head = self._heads.get((flags, sender_tag, receiver_tag))
-        if head is None:
-            head = data_header(self.version, sender_tag, receiver_tag, flags, our_id, their_id)
-            head += self._newest_public_mpi()
-            self._heads[(flags, sender_tag, receiver_tag)] = head
         authenticated = b"".join((head, counter, _LENGTH.pack(len(encrypted)), encrypted))
         if self._to_reveal:
             revealed, self._to_reveal = encode_data(bytes(self._to_reveal)), bytearray()
@@ -197,6 +198,16 @@ class DataKeys:
             revealed = _NOTHING_REVEALED
         encoded = b"".join((authenticated, mac.digest(authenticated), revealed))
         return encoded, keys.extra_symmetric_key()
+
+    def _sender(self, flags: int, sender_tag: int, receiver_tag: int) -> _Sender:
+        """What seal() needs for the current pair, made once per pair and header."""
+        our_id, their_id = self.our_keyid - 1, self.their_keyid
+        keys = self._pair(our_id, their_id)
+        cipher, mac = keys.sending()
+        head = data_header(self.version, sender_tag, receiver_tag, flags, our_id, their_id)
+        sender = keys, cipher, mac, head + self._newest_public_mpi()
+        self._senders[(flags, sender_tag, receiver_tag)] = sender
+        return sender
 
     # -- receiving ----------------------------------------------------------
 
@@ -211,8 +222,9 @@ class DataKeys:
             if their_id not in self._their:
                 raise RemoteProtocolError("data message from an unknown key of theirs")
             keys = self._pair(our_id, their_id)
-        cipher, mac = keys.receiving()
-        if not macs_equal(mac.digest(msg.authenticated_part()), msg.mac):
+        cipher, mac = keys._receiving or keys.receiving()
+        authenticated = msg.received_authenticated or msg.authenticated_part()
+        if not macs_equal(mac.digest(authenticated), msg.mac):
             raise RemoteProtocolError("data message MAC does not verify")
         counter = int.from_bytes(msg.counter, "big")
         if counter <= keys.recv_counter:
@@ -234,14 +246,14 @@ class DataKeys:
                 self._to_reveal += keys.recv_mac
 
     def _rotate_ours(self) -> None:
-        self._heads.clear()
+        self._senders.clear()
         old = self.our_keyid - 1
         self._forget_pairs(our_id=old)
         del self._our[old]
         self.our_keyid += 1  # the new newest pair is made when we next send
 
     def _rotate_theirs(self, next_dh: int) -> None:
-        self._heads.clear()
+        self._senders.clear()
         old = self.their_keyid - 1
         if old in self._their:
             self._forget_pairs(their_id=old)
@@ -257,6 +269,6 @@ class DataKeys:
                 self._to_reveal += keys.recv_mac
         self._our.clear()
         self._their.clear()
-        self._heads.clear()
+        self._senders.clear()
         revealed, self._to_reveal = bytes(self._to_reveal), bytearray()
         return revealed

@@ -65,7 +65,9 @@ def message_bytes(text: str) -> bytes:
         payload = text.encode()
     except UnicodeEncodeError:  # lone surrogates
         raise LocalProtocolError("the message is not valid Unicode") from None
-    if b"\x00" in payload:
+    # Tested as the byte value: ``b"\x00" in`` first tries to read its operand
+    # as an integer and formats a TypeError for every message.
+    if 0 in payload:
         raise LocalProtocolError("a message cannot contain NUL characters")
     return payload
 
@@ -277,7 +279,7 @@ class Session:
             payload = text.encode()
         except UnicodeEncodeError:
             raise LocalProtocolError("the message is not valid Unicode") from None
-        if b"\x00" in payload:
+        if 0 in payload:  # a NUL byte (see message_bytes)
             raise LocalProtocolError("a message cannot contain NUL characters")
         block = self._padding
         if block and text:
