@@ -578,7 +578,20 @@ class Account:
         return conv.receive(text)
 
     def _reassemble(self, conv: Conversation, text: str) -> list[ev.Event]:
+        now = self._clock() if self._clock is not None else 0.0
+        reassembler = self._reassemblers.get(conv.peer)
+        if reassembler is not None:
+            # Most fragments: the next piece of a message whose first piece
+            # passed the checks below, with the same header (so the same
+            # instance tags) and k one higher.
+            try:
+                complete = reassembler.add_next(text, now)
+            except RemoteProtocolError as exc:  # the completed message nests a fragment
+                return [ev.MessageDiscarded(str(exc))]
+            if complete is not None:
+                return self._reassembled(conv, complete) if complete else []
         fields = canonical_fields(text)  # the form fragments are sent in
+        header = ""
         if fields is None:
             try:
                 fragment = parse_fragment(text)
@@ -586,6 +599,8 @@ class Account:
                 return [ev.MessageDiscarded(str(exc))]
             fields = (fragment.version, fragment.sender_tag, fragment.receiver_tag,
                       fragment.k, fragment.n, fragment.piece)  # fmt: skip
+        else:
+            header = text[: -len(fields[5]) - 1]
         version, sender_tag, receiver_tag, k, n, piece = fields
         if version == 3:
             # As libotr: receiver tag 0 is for every instance (see Fragment.addressed_to).
@@ -593,18 +608,19 @@ class Account:
                 return [ev.MessageDiscarded("fragment for another instance")]
             if sender_tag < MIN_INSTANCE_TAG:
                 return [ev.MessageDiscarded("fragment with an invalid sender instance tag")]
-        reassembler = self._reassemblers.get(conv.peer)
         if reassembler is None:
             reassembler = self._reassemblers[conv.peer] = Reassembler()
-        now = self._clock() if self._clock is not None else None
         try:
             complete = reassembler.add_piece(
-                sender_tag if version == 3 else None, k, n, piece, now or 0.0
+                sender_tag if version == 3 else None, k, n, piece, now, header=header
             )
         except RemoteProtocolError as exc:
             return [ev.MessageDiscarded(str(exc))]
         if complete is None:
             return []
+        return self._reassembled(conv, complete)
+
+    def _reassembled(self, conv: Conversation, complete: str) -> list[ev.Event]:
         if complete.startswith(("?OTR,", "?OTR|")):
             return [ev.MessageDiscarded("a fragment inside a fragment")]
         return conv.receive(complete)

@@ -12,6 +12,8 @@ import binascii
 from dataclasses import dataclass, field
 from enum import Enum
 
+import pybase64
+
 from offrecord.errors import RemoteProtocolError
 
 __all__ = [
@@ -108,9 +110,16 @@ def _decode_body(text: str, start: int) -> bytes:
         raise RemoteProtocolError("encoded OTR message has no terminating '.'")
     body = text[start:end]
     if body and len(body) <= MAX_ENCODED_LEN:
-        # The usual case, one unbroken line: strict base64 refuses any
-        # whitespace, so success means the body needed no cleaning.
+        # The usual case, one unbroken line.  pybase64 (SIMD; 25 times as
+        # fast as binascii on a long message) accepts only canonical base64,
+        # a subset of what strict binascii accepts, with the same result; for
+        # anything else binascii decides.  Neither accepts whitespace, so
+        # success means the body needed no cleaning.
         try:  # a str with anything but ASCII raises ValueError
+            return pybase64.b64decode(body, validate=True)
+        except ValueError:  # binascii.Error included
+            pass
+        try:
             return binascii.a2b_base64(body, strict_mode=True)
         except (binascii.Error, ValueError):
             pass
@@ -165,7 +174,7 @@ def classify(text: str) -> Incoming:
 
 def frame(binary: bytes) -> str:
     """``?OTR:`` + base64 + ``.``, the transmitted form of an encoded message."""
-    return (b"?OTR:" + binascii.b2a_base64(binary, newline=False) + b".").decode("ascii")
+    return "?OTR:" + pybase64.b64encode_as_string(binary) + "."
 
 
 def _version_string(versions: frozenset[int]) -> str:

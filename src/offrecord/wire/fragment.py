@@ -60,6 +60,15 @@ _NESTED_MARKERS = ("?OTR|", "?OTR,")
 # the same maximum size (each is then at most max_size - 1 characters).
 _RESERVED = {3: 37, 2: 19}
 
+# k and n as fragments write them, for the counts most messages need (254 kB):
+# formatting a number costs more than the rest of a fragment's handling.
+_PADDED = tuple(f"{k:05d}" for k in range(4097))
+
+
+def _padded(k: int) -> str:
+    return _PADDED[k] if k < len(_PADDED) else f"{k:05d}"
+
+
 _DIGITS = frozenset("0123456789")
 _HEXDIGITS = frozenset("0123456789abcdefABCDEF")
 
@@ -179,7 +188,11 @@ def fragment_message(
         sender_tag = receiver_tag = 0
     if len(message) <= max_size or not message.startswith(_ENCODED_PREFIX):
         return [message]
-    if "," in message or any(marker in message for marker in _NESTED_MARKERS):
+    # Past its prefix an encoded message has no '?': the search for the
+    # markers runs only when there is one.
+    if "," in message or (
+        message.find("?", 1) >= 0 and ("?OTR|" in message or "?OTR," in message)
+    ):
         raise ValueError("an encoded message cannot contain ',' or a fragment marker")
     if "\x00" in message:
         raise ValueError("an encoded message cannot contain NUL")
@@ -192,8 +205,10 @@ def fragment_message(
     # Every piece is a non-empty part of a message checked above, so each is a
     # valid Fragment; formatting them directly gives Fragment.encode()'s text.
     head = f"?OTR|{sender_tag:08x}|{receiver_tag:08x}," if version == 3 else "?OTR,"
+    tail = f",{count:05d},"
+    numbers = _PADDED if count < len(_PADDED) else [_padded(k) for k in range(count + 1)]
     return [
-        f"{head}{k:05d},{count:05d},{message[(k - 1) * step : k * step]},"
+        f"{head}{numbers[k]}{tail}{message[(k - 1) * step : k * step]},"
         for k in range(1, count + 1)
     ]
 
@@ -371,6 +386,16 @@ class _Pending:
     pieces: list[str]
     size: int
     last_seen: float
+    # For a message whose pieces come in the form fragments are sent in: the
+    # header around k ("?OTR|sender|receiver," and ",nnnnn,"), and the whole
+    # header the next piece has ("" when unknown).
+    head: str = ""
+    tail: str = ""
+    expect: str = ""
+
+    def expect_next(self) -> None:
+        if self.head:
+            self.expect = f"{self.head}{_PADDED[self.k + 1]}{self.tail}"
 
 
 _INFINITY = math.inf
@@ -390,7 +415,7 @@ class Reassembler:
     be added.
     """
 
-    __slots__ = ("_earliest_seen", "_limits", "_pending")
+    __slots__ = ("_earliest_seen", "_last", "_limits", "_pending")
 
     def __init__(self, limits: FragmentLimits | None = None) -> None:
         self._limits = limits if limits is not None else FragmentLimits()
@@ -398,6 +423,9 @@ class Reassembler:
         self._pending: dict[int | None, _Pending] = {}
         # No later than the last_seen of any pending reassembly.
         self._earliest_seen = 0.0
+        # The reassembly extended last, with its key (checked against
+        # _pending before use, so it never outlives its entry).
+        self._last: tuple[int | None, _Pending] | None = None
 
     @property
     def limits(self) -> FragmentLimits:
@@ -446,19 +474,80 @@ class Reassembler:
         limit (that sender's pending message is then dropped).  Expired
         reassemblies are dropped first.
         """
+        if isinstance(fragment, str):
+            complete = self.add_next(fragment, now)
+            if complete is not None:
+                return complete or None
         if self._pending:
             self.expire(now)  # checks now too
         else:
             _check_now(now)
-        frag = fragment if isinstance(fragment, Fragment) else parse_fragment(fragment)
+        header = ""
+        if isinstance(fragment, Fragment):
+            frag = fragment
+        else:
+            frag = parse_fragment(fragment)
+            if isinstance(fragment, str) and canonical_fields(fragment) is not None:
+                header = fragment[: -len(frag.piece) - 1]
         if not frag.sender_tag_valid:
             raise RemoteProtocolError("fragment has a reserved sender instance tag")
         key = frag.sender_tag if frag.version == 3 else None
-        return self.add_piece(key, frag.k, frag.n, frag.piece, now)
+        return self.add_piece(key, frag.k, frag.n, frag.piece, now, header=header)
 
-    def add_piece(self, key: int | None, k: int, n: int, piece: str, now: float) -> str | None:
+    def add_next(self, text: str, now: float) -> str | None:
+        """Add ``text`` if, written the way fragments are sent, it is the next
+        piece of the reassembly extended last: its header is that message's
+        header with k one higher, and its piece is valid.
+
+        Returns the reassembled message once complete, ``""`` while it is
+        not, and None, with nothing changed, for any other text, or when a
+        limit or the timeout could apply: :meth:`add` (or the caller's own
+        parsing and :meth:`add_piece`) then takes it the general way.  The
+        outcome is always the one :meth:`add` would give (a property test
+        checks it); this is the receiving hot path, with no number parsed.
+        """
+        last = self._last
+        if last is None:
+            return None
+        key, current = last
+        expect = current.expect
+        if (
+            not expect
+            or not text.startswith(expect)
+            or text[-1] != ","
+            or not now > -_INFINITY  # NaN too; +inf fails the timeout test
+            or now - self._earliest_seen > self._limits.timeout
+            or self._pending.get(key) is not current
+        ):
+            return None
+        piece = text[len(expect) : -1]
+        if not piece or "," in piece or "\x00" in piece or ("?" in piece and _piece_problem(piece)):
+            return None
+        size = current.size + len(piece)
+        if size > self._limits.max_message_size:
+            return None
+        current.pieces.append(piece)
+        current.size = size
+        k = current.k = current.k + 1
+        if k == current.n:
+            del self._pending[key]
+            return self._complete(current.pieces)
+        if now < self._earliest_seen:
+            self._earliest_seen = now
+        current.last_seen = now
+        current.expect = f"{current.head}{_PADDED[k + 1]}{current.tail}"
+        if len(self._pending) > 1:  # keep the order of recency that eviction uses
+            del self._pending[key]
+            self._pending[key] = current
+        return ""
+
+    def add_piece(
+        self, key: int | None, k: int, n: int, piece: str, now: float, *, header: str = ""
+    ) -> str | None:
         """:meth:`add` for a fragment already parsed and checked (its sender
-        tag for v3, None for v2): what the account's receiving path uses."""
+        tag for v3, None for v2): what the account's receiving path uses.
+        ``header`` is the fragment's text before its piece when it is in the
+        form fragments are sent in (see :func:`canonical_fields`), else ""."""
         if not -_INFINITY < now < _INFINITY:  # also refuses NaN
             raise ValueError("now must be a finite number of seconds")
         pending = self._pending
@@ -482,7 +571,16 @@ class Reassembler:
                 del pending[next(iter(pending))]
             if not pending or now < self._earliest_seen:
                 self._earliest_seen = now
-            pending[key] = _Pending(n, 1, [piece], len(piece), now)
+            # A sent-form header ends "kkkkk,nnnnn,": k is the 5 digits
+            # before the last 7 characters.  (Longer messages take the
+            # general way for every piece.)
+            if header and n < len(_PADDED):
+                started = _Pending(n, 1, [piece], len(piece), now, header[:-12], header[-7:])
+            else:
+                started = _Pending(n, 1, [piece], len(piece), now)
+            started.expect_next()
+            pending[key] = started
+            self._last = key, started
             return None
 
         if current is None or n != current.n or k != current.k + 1:
@@ -499,7 +597,9 @@ class Reassembler:
         if now < self._earliest_seen:
             self._earliest_seen = now
         current.last_seen = now
+        current.expect_next()
         pending[key] = current
+        self._last = key, current
         return None
 
     def _check_size(self, size: int) -> None:
@@ -511,7 +611,11 @@ class Reassembler:
     @staticmethod
     def _complete(pieces: list[str]) -> str:
         message = "".join(pieces)
-        # A marker split across pieces would still make a fragment of the result.
-        if any(marker in message for marker in _NESTED_MARKERS):
+        # A marker split across pieces would still make a fragment of the
+        # result.  (An encoded message has one '?', at the start: the search
+        # for the markers runs only past a second one.)
+        if message.startswith(_NESTED_MARKERS) or (
+            message.find("?", 1) >= 0 and ("?OTR|" in message or "?OTR," in message)
+        ):
             raise RemoteProtocolError("fragment inside a fragment")
         return message
