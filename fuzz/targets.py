@@ -316,14 +316,30 @@ def add_fragment_checked(
 _SMALL_LIMITS = FragmentLimits(max_message_size=512, max_pieces=64, max_pending=3, timeout=5.0)
 
 
+class _GeneralReassembler(Reassembler):
+    """Takes every fragment the general way (no next-piece path)."""
+
+    def add_next(self, text: str, now: float) -> str | None:
+        return None
+
+
+def _answer(reassembler: Reassembler, fragment: str, now: float) -> tuple[str, str | None]:
+    try:
+        return "added", reassembler.add(fragment, now)
+    except RemoteProtocolError as exc:
+        return "refused", str(exc)
+
+
 @target("fragment_reassembly")
 def fragment_reassembly(data: bytes) -> None:
     """Many fragments into one reassembler (first byte: limits; records: a
-    time step byte, then the fragment); it stays within its limits."""
+    time step byte, then the fragment); it stays within its limits, and one
+    without the next-piece path answers every fragment alike."""
     if not data:
         return
     limits = _SMALL_LIMITS if data[0] & 1 else FragmentLimits()
     reassembler = Reassembler(limits)
+    general = _GeneralReassembler(limits)
     now = 0.0
     for record in data[1:].split(SEPARATOR):
         if not record:
@@ -332,8 +348,15 @@ def fragment_reassembly(data: bytes) -> None:
         fragment = text(record[1:])
         if not is_fragment(fragment):
             reassembler.note_unfragmented(fragment)
+            general.note_unfragmented(fragment)
             continue
-        add_fragment_checked(reassembler, fragment, now, limits)
+        outcome, result = _answer(reassembler, fragment, now)
+        assert (outcome, result) == _answer(general, fragment, now)
+        if outcome == "added" and result is not None:
+            assert len(result) <= limits.max_message_size
+            assert not is_fragment(result)
+        check_reassembler_bounds(reassembler, limits)
+        assert (reassembler.pending, reassembler.buffered) == (general.pending, general.buffered)
 
 
 # -- whole conversations ----------------------------------------------------------

@@ -25,12 +25,12 @@ from offrecord.policy import Policy
 from offrecord.session import MessageState
 from offrecord.storage import LibotrStore
 from offrecord.wire.envelope import classify
-from offrecord.wire.fragment import Fragment, parse_fragment
+from offrecord.wire.fragment import Fragment, fragment_message, parse_fragment
 from offrecord.wire.messages import DHCommit, DHKey, decode_message
 from tests.interop import libotr_ctypes
 from tests.interop.offrecord_peer import InProcessPeer
 from tests.interop.router import Router, SubprocessPeer, peer_args
-from tests.regression.pair import BOB_TAG, Pair, wire
+from tests.regression.pair import ALICE_TAG, BOB_TAG, Pair, wire
 
 EDGES = {"0": 0, "0xFF": 0xFF, "0x100": 0x100, "0x11111112": 0x11111112, "0xFFFFFFFF": 0xFFFFFFFF}
 VALID = {"0x100", "0x11111112", "0xFFFFFFFF"}
@@ -139,6 +139,32 @@ def test_instance_tags_in_fragments(sender: str, receiver: str) -> None:
     else:  # reassembled: the (too short) message inside is what is refused
         assert "fragment" not in reason
     assert pair.out("bob") == []
+
+
+def test_a_later_fragment_for_another_instance_is_not_taken_as_the_next_piece() -> None:
+    """After a first piece addressed to us, a second piece with another
+    receiver tag (otherwise the next piece) is dropped as meant for another
+    instance, and the message still completes with the real second piece;
+    the same header in capitals is the same fragment and continues it."""
+    pair = Pair(seed="fragment-next-piece").secure()
+    pair.conv("alice").send("a message long enough to need three fragments " * 4)
+    pieces = fragment_message(pair.out("alice")[0], 120, version=3, sender_tag=ALICE_TAG,
+                              receiver_tag=BOB_TAG)  # fmt: skip
+    assert len(pieces) >= 3
+    assert pair.feed("bob", pieces[0]) == []
+    other = pieces[1].replace(f"|{BOB_TAG:08x},", "|ffffffff,", 1)
+    events = pair.feed("bob", other)
+    assert [e.reason for e in events if isinstance(e, ev.MessageDiscarded)] == [
+        "fragment for another instance"
+    ]
+    capitals = pieces[1][:36].upper() + pieces[1][36:]  # the header only
+    assert capitals != pieces[1]
+    assert pair.feed("bob", capitals) == []
+    events = []
+    for piece in pieces[2:]:
+        events += pair.feed("bob", piece)
+    received = [e for e in events if isinstance(e, ev.MessageReceived)]
+    assert [e.text for e in received] == ["a message long enough to need three fragments " * 4]
 
 
 @pytest.mark.interop
