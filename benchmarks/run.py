@@ -39,6 +39,7 @@ from typing import Any, Literal, TextIO
 import cryptography
 import gmpy2
 import offrecord_bench as ob
+import pybase64
 
 from offrecord.crypto.dsa import generate_private_key
 from offrecord.crypto.primitives import system_random
@@ -350,6 +351,7 @@ def machine(libotr_ready: dict[str, Any], load_at_start: tuple[float, ...]) -> d
         "gmpy2": gmpy2.version(),
         "gmp": gmpy2.mp_version(),
         "cryptography": cryptography.__version__,
+        "pybase64": pybase64.get_version(),
         "libotr": libotr_ready.get("libotr"),
         "libgcrypt": libotr_ready.get("libgcrypt"),
         # Other processes on the machine disturb the figures: note how busy it was.
@@ -512,9 +514,10 @@ def main(argv: list[str] | None = None) -> int:
         "counts": counts,
         "seconds": round(time.time() - started, 1),
     }
-    print_table(summary, counts, sys.stdout)
+    # The JSON first: it has every round, and a closed stdout cannot lose it.
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print_table(summary, counts, sys.stdout)
     print(f"\nJSON: {args.json}")
     return 0
 
