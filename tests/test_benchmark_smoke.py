@@ -62,3 +62,41 @@ def test_smoke_run_reports_every_workload(tmp_path: Path) -> None:
     assert counts["keygen"]["libotr"]["genkey"] == 1
     # The table went to stdout.
     assert "ratio" in done.stdout and "AKE" in done.stdout
+
+
+@pytest.mark.interop
+def test_only_runs_the_workloads_asked_for(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    done = subprocess.run(
+        [sys.executable, str(RUN), "--smoke", "--quiet", "--only", "oneway,memory",
+         "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(out.read_text())
+    # libotr's memory figure comes out of its sessions run, which therefore runs too.
+    assert set(report["summary"]) == {"oneway", "memory", "sessions"}
+    assert set(report["counts"]) == {"oneway", "sessions"}
+    assert "message, one way" in done.stdout and "AKE, query" not in done.stdout
+
+
+def test_only_refuses_unknown_workloads() -> None:
+    done = subprocess.run(
+        [sys.executable, str(RUN), "--smoke", "--only", "oneway,warp"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "unknown workload(s): warp" in done.stderr
+
+
+@pytest.mark.parametrize("workload", ["oneway", "fragment"])
+def test_repeat_workload_reports_a_time_per_operation(workload: str) -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "repeat_workload.py"), workload,
+         "--seconds", "0.3", "--cprofile"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    first = done.stdout.splitlines()[0]
+    assert first.startswith(f"{workload}: ") and "per operation" in first
+    assert "function calls" in done.stdout  # cProfile's table follows
