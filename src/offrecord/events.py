@@ -50,6 +50,12 @@ def _event(cls: type[_E]) -> type[_E]:
     ``replace()``, equality, ``repr``) is the dataclass's own.
     """
     cls = dataclass(frozen=True, slots=True)(cls)
+    if hasattr(cls, "__post_init__") or any(
+        f.kw_only or not f.init or f.default_factory is not MISSING
+        for f in fields(cls)  # type: ignore[arg-type]
+    ):
+        # The __init__ written below has positional fields with plain defaults only.
+        raise TypeError(f"{cls.__name__}: an event's fields take plain defaults only")
     namespace: dict[str, object] = {}
     params, body = ["self"], []
     for f in fields(cls):  # type: ignore[arg-type]

@@ -87,3 +87,22 @@ def test_message_received_repr_hides_the_text() -> None:
     assert event.text == "the secret plan"
     assert event == ev.MessageReceived("the secret plan", True, False, 0x1234, ())
     assert event != ev.MessageReceived("another plan", True, False, 0x1234, ())
+
+
+def test_the_event_decorator_refuses_what_its_constructor_cannot_do() -> None:
+    from dataclasses import field as dc_field
+
+    with pytest.raises(TypeError):
+
+        @ev._event
+        class WithFactory(ev.Event):
+            items: list[int] = dc_field(default_factory=list)
+
+    with pytest.raises(TypeError):
+
+        @ev._event
+        class WithPostInit(ev.Event):
+            value: int
+
+            def __post_init__(self) -> None:
+                pass
