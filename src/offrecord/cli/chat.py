@@ -17,6 +17,7 @@ import argparse
 
 from offrecord.chat.app import add_chat_options, run_chat
 from offrecord.cli.chat_xmpp import register_xmpp_command
+from offrecord.cli.demo import parse_host_port
 
 __all__ = ["parse_server", "register_chat_commands"]
 
@@ -26,24 +27,7 @@ def parse_server(text: str, *, tls: bool) -> tuple[str, int]:
     defaults to 6697 with TLS, else 6667."""
     from offrecord.transports.irc import DEFAULT_PORT, DEFAULT_TLS_PORT
 
-    default = DEFAULT_TLS_PORT if tls else DEFAULT_PORT
-    text = text.strip()
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port_text = rest[1:] if rest.startswith(":") else ""
-        if rest and not rest.startswith(":"):
-            raise ValueError(f"not a server address: {text!r}")
-    elif text.count(":") == 1:
-        host, _, port_text = text.partition(":")
-    else:
-        host, port_text = text, ""
-    if not host:
-        raise ValueError(f"not a server address: {text!r}")
-    if not port_text:
-        return host, default
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"not a port number: {port_text!r}")
-    return host, int(port_text)
+    return parse_host_port(text, DEFAULT_TLS_PORT if tls else DEFAULT_PORT)
 
 
 def _pace(text: str) -> float:

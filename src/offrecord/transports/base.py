@@ -9,6 +9,7 @@ engine can fragment to the network's real limit.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -20,6 +21,7 @@ __all__ = [
     "Notice",
     "TransportError",
     "TransportEvent",
+    "until_disconnected",
 ]
 
 
@@ -112,3 +114,14 @@ class ChatTransport(Protocol):
         """Deliver what was queued, leave the network politely and end
         :meth:`events`; safe to call twice."""
         ...
+
+
+async def until_disconnected(
+    queue: asyncio.Queue[TransportEvent],
+) -> AsyncIterator[TransportEvent]:
+    """A transport's events from its queue, ending after Disconnected."""
+    while True:
+        event = await queue.get()
+        yield event
+        if isinstance(event, Disconnected):
+            return

@@ -41,6 +41,7 @@ from offrecord.transports.base import (
     Notice,
     TransportError,
     TransportEvent,
+    until_disconnected,
 )
 
 __all__ = [
@@ -359,12 +360,8 @@ class IRCTransport:
             for piece in split_utf8(line, budget):
                 self._enqueue(f"PRIVMSG {target} :{piece}")
 
-    async def events(self) -> AsyncIterator[TransportEvent]:
-        while True:
-            event = await self._events.get()
-            yield event
-            if isinstance(event, Disconnected):
-                return
+    def events(self) -> AsyncIterator[TransportEvent]:
+        return until_disconnected(self._events)
 
     async def close(self) -> None:
         if self._closed:

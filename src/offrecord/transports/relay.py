@@ -20,6 +20,7 @@ from offrecord.transports.base import (
     Notice,
     TransportError,
     TransportEvent,
+    until_disconnected,
 )
 
 __all__ = ["RELAY_PROTOCOL", "Carried", "RelayNetwork", "RelayTransport", "relay_pair"]
@@ -135,14 +136,7 @@ class RelayTransport:
                 self._ended = True
 
     def events(self) -> AsyncIterator[TransportEvent]:
-        return self._events()
-
-    async def _events(self) -> AsyncIterator[TransportEvent]:
-        while True:
-            event = await self._queue.get()
-            yield event
-            if isinstance(event, Disconnected):
-                return
+        return until_disconnected(self._queue)
 
     async def close(self) -> None:
         if self._connected:

@@ -37,6 +37,7 @@ from offrecord.transports.base import (
     Notice,
     TransportError,
     TransportEvent,
+    until_disconnected,
 )
 
 __all__ = [
@@ -374,14 +375,7 @@ class XMPPTransport:
         await asyncio.sleep(0)
 
     def events(self) -> AsyncIterator[TransportEvent]:
-        return self._events()
-
-    async def _events(self) -> AsyncIterator[TransportEvent]:
-        while True:
-            event = await self._queue.get()
-            yield event
-            if isinstance(event, Disconnected):
-                return
+        return until_disconnected(self._queue)
 
     async def close(self) -> None:
         client = self._client
