@@ -485,10 +485,12 @@ class Reassembler:
         header = ""
         if isinstance(fragment, Fragment):
             frag = fragment
+        elif isinstance(fragment, str) and (fields := canonical_fields(fragment)) is not None:
+            # In sent form: parsed once, its header kept for the next piece.
+            frag = Fragment(*fields)
+            header = fragment[: -len(frag.piece) - 1]
         else:
             frag = parse_fragment(fragment)
-            if isinstance(fragment, str) and canonical_fields(fragment) is not None:
-                header = fragment[: -len(frag.piece) - 1]
         if not frag.sender_tag_valid:
             raise RemoteProtocolError("fragment has a reserved sender instance tag")
         key = frag.sender_tag if frag.version == 3 else None
